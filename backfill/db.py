@@ -1,0 +1,81 @@
+"""Engine and session factory, created lazily once per process.
+
+A process that forks (Celery's prefork pool) gets a fresh engine in the child:
+the engine is keyed by pid, so pooled connections never cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backfill.config import get_settings
+
+_engines: dict[tuple[int, str], Engine] = {}
+_factories: dict[tuple[int, str], sessionmaker[Session]] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for ``url`` (default: ``DATABASE_URL``)."""
+    url = url or get_settings().database_url
+    key = (os.getpid(), url)
+    engine = _engines.get(key)
+    if engine is None:
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,  # survive a PostgreSQL restart without manual action
+            pool_size=5,
+            max_overflow=10,
+            connect_args={"connect_timeout": 10, "application_name": "backfill"},
+        )
+        _engines[key] = engine
+    return engine
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    """A sessionmaker bound to the process's engine."""
+    url = url or get_settings().database_url
+    key = (os.getpid(), url)
+    factory = _factories.get(key)
+    if factory is None:
+        factory = sessionmaker(get_engine(url), expire_on_commit=False)
+        _factories[key] = factory
+    return factory
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[Session]:
+    """``with transaction() as s:`` -- a session in one transaction, committed on success."""
+    with session_factory(url)() as session, session.begin():
+        yield session
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (tests, shutdown)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _factories.clear()
+
+
+@contextmanager
+def unit_of_work(factory: Callable[[], Session] | None = None) -> Iterator[Session]:
+    """A session (from ``factory``, default the process's) committed when the
+    block succeeds, rolled back otherwise.
+
+    Unlike :func:`transaction`, the work inside may commit on its own, as
+    :func:`backfill.scheduler.schedule` does before it publishes.
+    """
+    session = (factory or session_factory())()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,212 @@
+"""SQLAlchemy 2 models. Alembic migrations are the only source of schema;
+these declarations must match them (``alembic check`` runs in CI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("pending", "processing", "completed", "failed", "retry")
+CANDIDATE_STATUSES = ("pending", "retry")
+PROVIDERS = ("gemini", "xai", "isbndb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class BackfillLog(Base):
+    """One calendar month of the backfill: its state, claim and accounting."""
+
+    __tablename__ = "backfill_log"
+    __table_args__ = (
+        UniqueConstraint("year", "month", name="uq_backfill_log_year_month"),
+        CheckConstraint("month BETWEEN 1 AND 12", name="month_range"),
+        CheckConstraint("year BETWEEN 1900 AND 2100", name="year_range"),
+        CheckConstraint(
+            "status IN ('pending','processing','completed','failed','retry')",
+            name="status_valid",
+        ),
+        CheckConstraint("retry_count >= 0", name="retry_count_nonnegative"),
+        CheckConstraint("batch_size BETWEEN 1 AND 50", name="batch_size_range"),
+        # Serves the scheduler's candidate query: status IN (pending, retry),
+        # ordered year DESC, month DESC.
+        Index(
+            "idx_backfill_log_pending",
+            text("year DESC"),
+            text("month DESC"),
+            postgresql_where=text("status IN ('pending', 'retry')"),
+        ),
+        Index("ix_backfill_log_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    year: Mapped[int] = mapped_column(SmallInteger)
+    month: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    prompt_variant: Mapped[str] = mapped_column(String(32), server_default="baseline")
+    batch_size: Mapped[int] = mapped_column(SmallInteger, server_default="20")
+    retry_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    books_generated: Mapped[int] = mapped_column(Integer, server_default="0")
+    isbns_resolved: Mapped[int] = mapped_column(Integer, server_default="0")
+    resolution_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="0")
+    gemini_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    xai_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    isbndb_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_retry_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # claim: the job that owns the month while it is processing, until the lease ends
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # a deferred (quota) or retried month is not a candidate before this time
+    not_before: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )
+
+    attempt_history: Mapped[list[MonthAttempt]] = relationship(
+        back_populates="month_row", order_by="MonthAttempt.id", passive_deletes=True
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+class MonthAttempt(Base):
+    """One attempt at a month: when, how it ended, what it cost."""
+
+    __tablename__ = "month_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('running','completed','retry','failed','deferred','lost','refused')",
+            name="outcome_valid",
+        ),
+        Index("ix_month_attempts_backfill_id", "backfill_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("backfill_log.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = _now()
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16), server_default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(Text)
+    gemini_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    xai_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    isbndb_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    tokens_in: Mapped[int] = mapped_column(Integer, server_default="0")
+    tokens_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    books_generated: Mapped[int] = mapped_column(Integer, server_default="0")
+    isbns_resolved: Mapped[int] = mapped_column(Integer, server_default="0")
+    model: Mapped[str | None] = mapped_column(Text)
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+
+    month_row: Mapped[BackfillLog] = relationship(back_populates="attempt_history")
+
+
+class Book(Base):
+    """A resolved book, one row per ISBN-13."""
+
+    __tablename__ = "books"
+
+    isbn13: Mapped[str] = mapped_column(String(13), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    authors: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    publisher: Mapped[str | None] = mapped_column(Text)
+    publication_date: Mapped[str | None] = mapped_column(String(32))
+    found_year: Mapped[int | None] = mapped_column(SmallInteger)
+    found_month: Mapped[int | None] = mapped_column(SmallInteger)
+    generator: Mapped[str | None] = mapped_column(String(16))
+    resolver: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )
+
+
+class LookupCache(Base):
+    """ISBNdb lookups already made: never ask twice for the same ISBN or title."""
+
+    __tablename__ = "lookup_cache"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # 'isbn' | 'title'
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    found: Mapped[bool] = mapped_column(Boolean)
+    isbn13: Mapped[str | None] = mapped_column(String(13))
+    looked_up_at: Mapped[dt.datetime] = _now()
+
+
+class QuotaUsage(Base):
+    """The global quota ledger: calls reserved per provider per window."""
+
+    __tablename__ = "quota_usage"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    window: Mapped[str] = mapped_column(String(8), primary_key=True)  # day|minute|second
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    exhausted: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class ControlState(Base):
+    """Small operator state shared by every process: paused, last schedule run."""
+
+    __tablename__ = "control_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )

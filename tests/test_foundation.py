@@ -1,0 +1,135 @@
+"""Foundation: migrations, settings, model constraints -- on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backfill.config import ConfigError, load_settings
+from backfill.models import BackfillLog
+from tests.conftest import ROOT, create_database, drop_database, migrate, subprocess_env
+
+
+@pytest.fixture
+def empty_db() -> str:
+    name = "backfill_test_empty_" + __import__("uuid").uuid4().hex[:6]
+    url = create_database(name)
+    yield url
+    drop_database(name)
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_up_down_up_on_empty_database(empty_db: str) -> None:
+    migrate(empty_db)
+    assert {"backfill_log", "books", "month_attempts", "quota_usage", "lookup_cache"} <= _tables(
+        empty_db
+    )
+    migrate(empty_db, "base", down=True)
+    assert _tables(empty_db) <= {"alembic_version"}
+    migrate(empty_db)
+    assert "backfill_log" in _tables(empty_db)
+
+
+def test_alembic_check_reports_no_drift(empty_db: str) -> None:
+    migrate(empty_db)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={empty_db}", "check"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No new upgrade operations detected" in result.stdout + result.stderr
+
+
+def test_settings_defaults_work_on_this_machine() -> None:
+    s = load_settings(_env_file=None)
+    assert s.celery_broker_url.startswith("amqp://")
+    assert s.isbndb_base_url == "https://api2.isbndb.com"
+    assert s.gemini_base_url == "https://generativelanguage.googleapis.com"
+    assert s.xai_base_url == "https://api.x.ai"
+    assert s.isbndb_daily_limit == 5000 and s.isbndb_rate_per_second == 1
+    assert s.settle_months == 3 and s.max_retries == 5
+
+
+def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISBNDB_DAILY_LIMIT", "15000")
+    monkeypatch.setenv("ISBNDB_RATE_PER_SECOND", "3")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db.example:5432/catalog")
+    s = load_settings()
+    assert s.isbndb_daily_limit == 15000 and s.isbndb_rate_per_second == 3
+    assert s.database_url.startswith("postgresql+psycopg://")  # psycopg 3 driver
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "needle"),
+    [
+        ("ISBNDB_DAILY_LIMIT", "lots", "ISBNDB_DAILY_LIMIT"),
+        ("GEMINI_BASE_URL", "not a url", "GEMINI_BASE_URL"),
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
+        ("BACKFILL_LEASE_SECONDS", "-1", "BACKFILL_LEASE_SECONDS"),
+    ],
+)
+def test_bad_setting_fails_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+
+
+def test_secret_values_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISBNDB_API_KEY", "sekrit-value")
+    monkeypatch.setenv("ISBNDB_DAILY_LIMIT", "x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "sekrit-value" not in str(info.value)
+    assert "sekrit-value" not in repr(load_settings(isbndb_daily_limit=1))
+
+
+def test_rejected_urls_never_show_their_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://user:hunter2pw@db.example/x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2pw" not in str(info.value) and "DATABASE_URL" in str(info.value)
+
+
+def _month(session: Session, **kw: object) -> None:
+    session.add(BackfillLog(**{"year": 2020, "month": 1, "status": "pending", **kw}))
+    session.flush()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"month": 13}, {"month": 0}, {"status": "exploded"}, {"year": 1850}, {"batch_size": 51}],
+)
+def test_constraints_reject_bad_rows(session: Session, fields: dict[str, object]) -> None:
+    with pytest.raises(IntegrityError):
+        _month(session, **fields)
+
+
+def test_duplicate_year_month_rejected(session: Session) -> None:
+    _month(session)
+    with pytest.raises(IntegrityError):
+        _month(session)
+
+
+def test_rollback_fixture_isolates_tests(session: Session) -> None:
+    assert session.scalar(text("SELECT count(*) FROM backfill_log")) == 0
+    _month(session, month=5)
