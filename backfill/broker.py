@@ -1,0 +1,117 @@
+"""The broker adapter: the one Celery app, and publishing month messages.
+
+The Celery app object is how we talk to RabbitMQ, so it lives here, below the
+services that publish; ``backfill/celery.py`` (the entry point for
+``celery -A backfill``) only re-exports it with the tasks registered.
+Publishing uses RabbitMQ publisher confirms (``confirm_publish``), so a message
+the broker did not take raises instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from celery import Celery
+
+from backfill.exceptions import PublishError
+
+PROCESS_MONTH = "backfill.process_month"
+
+
+@functools.cache
+def get_app() -> Celery:
+    """The process's Celery app, configured from the top-level ``celeryconfig``."""
+    app = Celery("backfill", include=["backfill.tasks"])
+    app.config_from_object("celeryconfig")
+    return app
+
+
+@dataclass(frozen=True)
+class MonthMessage:
+    """The body of one ``backfill.process_month`` message."""
+
+    job_id: uuid.UUID
+    year: int
+    month: int
+    batch_size: int
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "year": self.year,
+            "month": self.month,
+            "batch_size": self.batch_size,
+        }
+
+
+class Publisher(Protocol):
+    """Sends month messages; returns, per job id, the error of each failed publish."""
+
+    def publish(self, messages: Iterable[MonthMessage]) -> dict[uuid.UUID, str]: ...
+
+
+class CeleryPublisher:
+    """Publishes through a Celery app on one pooled connection, with confirms."""
+
+    # Fail fast: a scheduler run must not hang on a dead broker; the month's
+    # retry budget records the failure and the next run tries again.
+    RETRY_POLICY = {
+        "max_retries": 2,
+        "interval_start": 0.2,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    }
+
+    def __init__(self, app: Celery | None = None, broker_url: str | None = None) -> None:
+        self.app = app or get_app()
+        self.broker_url = broker_url  # default: the app's (pooled) broker connection
+
+    @contextlib.contextmanager
+    def _producer(self) -> Iterator[Any]:
+        if self.broker_url is None:
+            with self.app.producer_or_acquire() as producer:
+                yield producer
+        else:
+            with self.app.connection_for_write(self.broker_url) as conn:
+                yield self.app.amqp.Producer(conn)
+
+    def publish(self, messages: Iterable[MonthMessage]) -> dict[uuid.UUID, str]:
+        errors: dict[uuid.UUID, str] = {}
+        pending = list(messages)
+        if not pending:
+            return errors
+        try:
+            with self._producer() as producer:
+                for msg in pending:
+                    try:
+                        self.app.send_task(
+                            PROCESS_MONTH,
+                            kwargs=msg.kwargs(),
+                            task_id=str(msg.job_id),
+                            producer=producer,
+                            retry=True,
+                            retry_policy=self.RETRY_POLICY,
+                        )
+                    except Exception as exc:  # broker down, channel closed, nack
+                        errors[msg.job_id] = _describe(exc)
+        except Exception as exc:  # could not even get a connection
+            for msg in pending:
+                errors.setdefault(msg.job_id, _describe(exc))
+        return errors
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"publish failed: {type(exc).__name__}: {text}"[:500]
+
+
+def publish_one(message: MonthMessage, publisher: Publisher | None = None) -> None:
+    """Publish a single message or raise :class:`PublishError`."""
+    errors = (publisher or CeleryPublisher()).publish([message])
+    if errors:
+        raise PublishError(errors[message.job_id])

@@ -1,0 +1,394 @@
+"""One month's state machine: claim, begin, complete, fail, defer, reap.
+
+    pending/retry --claim--> processing --> completed
+                                        --> retry  (failures < max; Celery retries it)
+                                        --> failed (failures = max; last error kept)
+                                        --> pending/retry + not_before
+                                            (quota spent: deferred, no retry spent)
+Every transition is one UPDATE on a locked row plus a ``month_attempts`` row,
+so the history tells what happened to every attempt. Functions take a session
+and do not commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.orm import Session
+
+from backfill.config import Settings, get_settings
+from backfill.exceptions import MonthNotClaimable, MonthNotFound, QuotaExhausted
+from backfill.models import BackfillLog, MonthAttempt
+
+if TYPE_CHECKING:
+    from backfill.pipeline import AttemptStats
+
+# Namespace of the advisory locks that say "a worker is processing this month".
+LOCK_NAMESPACE = 7_301
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A month this worker now owns for one attempt."""
+
+    row_id: int
+    year: int
+    month: int
+    job_id: uuid.UUID
+    attempt_id: int
+    attempt: int
+    retry_count: int
+    prompt_variant: str
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The database's clock, read now (not at transaction start): every process
+    agrees on it, and a long transaction does not make it stale."""
+    now = session.scalar(select(func.clock_timestamp()))
+    assert now is not None
+    return now
+
+
+def get(session: Session, year: int, month: int, lock: bool = False) -> BackfillLog:
+    query = select(BackfillLog).where(BackfillLog.year == year, BackfillLog.month == month)
+    row = session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise MonthNotFound(f"{year:04d}-{month:02d} is not in backfill_log (seed it first)")
+    return row
+
+
+def _live_lease(row: BackfillLog, now: dt.datetime) -> bool:
+    return (
+        row.status == "processing"
+        and row.lease_expires_at is not None
+        and row.lease_expires_at > now
+    )
+
+
+def lock_for_manual_claim(session: Session, year: int, month: int) -> BackfillLog:
+    """Lock a month an operator asked for; refuse completed or live-leased months."""
+    row = get(session, year, month, lock=True)
+    now = db_now(session)
+    if row.status == "completed":
+        raise MonthNotClaimable(f"{row.label} is already completed")
+    if _live_lease(row, now):
+        raise MonthNotClaimable(
+            f"{row.label} is being processed by job {row.job_id} until {row.lease_expires_at}"
+        )
+    return row
+
+
+def claim(
+    session: Session,
+    row: BackfillLog,
+    settings: Settings,
+    now: dt.datetime,
+    reset_budget: bool = False,
+    job_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Mark a locked row ``processing`` under a fresh job id and lease."""
+    job_id = job_id or uuid.uuid4()
+    if reset_budget:
+        row.retry_count = 0
+    row.status = "processing"
+    row.started_at = now
+    row.completed_at = None
+    row.not_before = None
+    row.job_id = job_id
+    row.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
+    row.attempts = (row.attempts or 0) + 1
+    # no flush here: a scheduler claiming 50 months sends them in one flush
+    session.add(MonthAttempt(backfill_id=row.id, job_id=job_id, attempt=row.attempts))
+    return job_id
+
+
+def _close_attempts(
+    session: Session, row_id: int, job_id: uuid.UUID | None, outcome: str, error: str | None
+) -> None:
+    """Close the attempts of ``job_id`` still marked running."""
+    if job_id is None:
+        return
+    session.execute(
+        update(MonthAttempt)
+        .where(
+            MonthAttempt.backfill_id == row_id,
+            MonthAttempt.job_id == job_id,
+            MonthAttempt.outcome == "running",
+        )
+        .values(outcome=outcome, error=error, finished_at=func.clock_timestamp())
+    )
+
+
+def _count_failure(
+    row: BackfillLog,
+    error: str,
+    settings: Settings,
+    now: dt.datetime,
+    retry_at: dt.datetime | None,
+) -> str:
+    """One failed attempt: the retry budget shrinks, the error is kept."""
+    row.retry_count = (row.retry_count or 0) + 1
+    row.last_retry_at = now
+    row.error_message = error[:2000]
+    row.status = "retry" if row.retry_count < settings.max_retries else "failed"
+    if row.status == "retry" and retry_at is not None:
+        # A Celery retry of this job is on its way: keep the claim so no
+        # scheduler run dispatches the month a second time meanwhile.
+        row.not_before = retry_at
+        row.lease_expires_at = retry_at + dt.timedelta(seconds=settings.lease_seconds)
+    else:
+        row.job_id = None
+        row.lease_expires_at = None
+        row.not_before = None
+    return row.status
+
+
+def record_failure(
+    session: Session,
+    row: BackfillLog,
+    job_id: uuid.UUID,
+    error: str,
+    settings: Settings,
+    retry_at: dt.datetime | None,
+) -> str:
+    """A claim that failed before any worker ran it (e.g. its publish failed)."""
+    session.refresh(row, with_for_update=True)
+    if row.job_id != job_id:
+        return row.status
+    status = _count_failure(row, error, settings, db_now(session), retry_at)
+    _close_attempts(session, row.id, job_id, status, error)
+    session.flush()
+    return status
+
+
+def reap_expired_leases(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
+    """Take back ``processing`` months whose lease ran out and that no worker
+    holds; each counts as one failed attempt."""
+    rows = session.scalars(
+        select(BackfillLog)
+        .where(BackfillLog.status == "processing", BackfillLog.lease_expires_at <= now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    reaped = []
+    for row in rows:
+        # A live worker holds the month's advisory lock (slow, not dead): leave it.
+        free = session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_NAMESPACE, row.id)))
+        if not free:
+            continue
+        job_id = row.job_id
+        status = _count_failure(
+            row, "lease expired: the worker processing it was lost", settings, now, None
+        )
+        _close_attempts(session, row.id, job_id, "lost", row.error_message)
+        reaped.append(f"{row.label}:{status}")
+    session.flush()
+    return reaped
+
+
+def blocked_until(session: Session, settings: Settings) -> dict[str, dt.datetime]:
+    """Providers whose exhaustion stops every month until their reset."""
+    from backfill import quota
+
+    blocked = quota.blocked_providers(session, settings)
+    generators_out = "gemini" in blocked and ("xai" in blocked or not settings.xai_enabled)
+    if "isbndb" in blocked or generators_out:
+        return blocked
+    return {}
+
+
+def try_lock(conn: Connection, row_id: int) -> bool:
+    """Take the month's session-level advisory lock; it dies with the connection,
+    so a killed worker never leaves it behind."""
+    got = bool(conn.scalar(select(func.pg_try_advisory_lock(LOCK_NAMESPACE, row_id))))
+    conn.commit()
+    return got
+
+
+def unlock(conn: Connection, row_id: int) -> None:
+    conn.rollback()
+    conn.scalar(select(func.pg_advisory_unlock(LOCK_NAMESPACE, row_id)))
+    conn.commit()
+
+
+def begin(
+    session: Session,
+    year: int,
+    month: int,
+    job_id: uuid.UUID | None,
+    worker: str | None,
+    settings: Settings | None = None,
+) -> Claim:
+    """Start an attempt: check the month is ours (or claim it, by hand) and
+    record the attempt. The caller holds the month's advisory lock."""
+    settings = settings or get_settings()
+    row = get(session, year, month, lock=True)
+    now = db_now(session)
+    if row.status == "completed":
+        raise MonthNotClaimable(f"{row.label} is already completed")
+    attempt: MonthAttempt | None = None
+    if job_id is not None and row.job_id == job_id:
+        attempt = session.scalar(
+            select(MonthAttempt)
+            .where(
+                MonthAttempt.backfill_id == row.id,
+                MonthAttempt.job_id == job_id,
+                MonthAttempt.outcome == "running",
+            )
+            .order_by(MonthAttempt.id.desc())
+        )
+        if attempt is not None and attempt.worker is not None:
+            # Delivered before and never finished: that worker died mid-month.
+            status = _count_failure(row, "worker lost mid-month (redelivered)", settings, now, None)
+            _close_attempts(session, row.id, job_id, "lost", row.error_message)
+            attempt = None
+            if status == "failed":
+                session.flush()
+                raise MonthNotClaimable(f"{row.label} failed: retry budget spent")
+            claim(session, row, settings, now, job_id=job_id)
+        elif attempt is None:
+            claim(session, row, settings, now, job_id=job_id)  # a Celery retry of this job
+    else:
+        if _live_lease(row, now):
+            raise MonthNotClaimable(
+                f"{row.label} is claimed by job {row.job_id} until {row.lease_expires_at}"
+            )
+        if job_id is not None and row.not_before is not None and row.not_before > now:
+            raise MonthNotClaimable(f"{row.label} is deferred until {row.not_before}")
+        if job_id is not None and row.status == "failed":
+            raise MonthNotClaimable(f"{row.label} has failed; retry it explicitly")
+        if row.status == "processing":  # an expired claim of a lost job
+            _count_failure(
+                row, "lease expired: the worker processing it was lost", settings, now, None
+            )
+            _close_attempts(session, row.id, row.job_id, "lost", row.error_message)
+        claim(session, row, settings, now, reset_budget=job_id is None, job_id=job_id)
+    if attempt is None:
+        attempt = session.scalars(
+            select(MonthAttempt)
+            .where(MonthAttempt.backfill_id == row.id)
+            .order_by(MonthAttempt.id.desc())
+        ).first()
+    assert attempt is not None and row.job_id is not None
+    attempt.worker = worker or "unknown"
+    attempt.started_at = now
+    row.status = "processing"
+    row.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
+    session.flush()
+    return Claim(
+        row_id=row.id,
+        year=row.year,
+        month=row.month,
+        job_id=row.job_id,
+        attempt_id=attempt.id,
+        attempt=attempt.attempt,
+        retry_count=row.retry_count,
+        prompt_variant=row.prompt_variant,
+        batch_size=row.batch_size,
+    )
+
+
+def renew_lease(session: Session, claim_: Claim, settings: Settings) -> bool:
+    """Push the lease forward while a long month works; False if it was taken back."""
+    result = session.execute(
+        update(BackfillLog)
+        .where(
+            BackfillLog.id == claim_.row_id,
+            BackfillLog.job_id == claim_.job_id,
+            BackfillLog.status == "processing",
+        )
+        .values(
+            lease_expires_at=func.clock_timestamp() + dt.timedelta(seconds=settings.lease_seconds)
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _record_attempt(attempt: MonthAttempt, stats: AttemptStats) -> None:
+    # The month's own *_calls counters are charged call by call, in the ledger's
+    # transaction (quota.charging), so they stay exact even for killed attempts.
+    attempt.gemini_calls = stats.gemini_calls
+    attempt.xai_calls = stats.xai_calls
+    attempt.isbndb_calls = stats.isbndb_calls
+    attempt.tokens_in = stats.tokens_in
+    attempt.tokens_out = stats.tokens_out
+    attempt.books_generated = stats.books_generated
+    attempt.isbns_resolved = stats.isbns_resolved
+    attempt.model = stats.model
+    attempt.prompt_version = stats.prompt_version
+    attempt.finished_at = func.clock_timestamp()
+
+
+def _load(session: Session, claim_: Claim) -> tuple[BackfillLog, MonthAttempt]:
+    row = session.get(BackfillLog, claim_.row_id, with_for_update=True, populate_existing=True)
+    attempt = session.get(MonthAttempt, claim_.attempt_id, populate_existing=True)
+    assert row is not None and attempt is not None
+    return row, attempt
+
+
+def complete(session: Session, claim_: Claim, stats: AttemptStats) -> None:
+    """The attempt succeeded: final counters, ``completed``."""
+    row, attempt = _load(session, claim_)
+    _record_attempt(attempt, stats)
+    row.status = "completed"
+    row.completed_at = db_now(session)
+    row.books_generated = stats.books_generated
+    row.isbns_resolved = stats.isbns_resolved
+    row.resolution_rate = Decimal(str(round(stats.resolution_rate, 2)))
+    row.error_message = None
+    row.lease_expires_at = None
+    row.not_before = None
+    attempt.outcome = "completed"
+    session.flush()
+
+
+def fail_attempt(
+    session: Session,
+    claim_: Claim,
+    error: str,
+    stats: AttemptStats,
+    settings: Settings,
+    retry_at: dt.datetime | None,
+) -> str:
+    """The attempt failed: ``retry`` (budget left) or ``failed``; returns which."""
+    row, attempt = _load(session, claim_)
+    _record_attempt(attempt, stats)
+    status = _count_failure(row, error, settings, db_now(session), retry_at)
+    attempt.outcome = status
+    attempt.error = error[:2000]
+    session.flush()
+    return status
+
+
+def defer(session: Session, claim_: Claim, exc: QuotaExhausted, stats: AttemptStats) -> None:
+    """A quota ran out: wait for its reset without spending a retry."""
+    row, attempt = _load(session, claim_)
+    _record_attempt(attempt, stats)
+    row.status = "retry" if row.retry_count else "pending"
+    row.not_before = exc.resets_at
+    row.job_id = None
+    row.lease_expires_at = None
+    row.error_message = str(exc)[:2000]
+    attempt.outcome = "deferred"
+    attempt.error = str(exc)[:2000]
+    session.flush()
+
+
+def refuse_stale(session: Session, year: int, month: int, job_id: uuid.UUID | None) -> None:
+    """Close the attempt row of a message that was refused (no state change otherwise)."""
+    if job_id is None:
+        return
+    row = session.scalar(
+        select(BackfillLog).where(BackfillLog.year == year, BackfillLog.month == month)
+    )
+    if row is not None and row.job_id != job_id:
+        _close_attempts(session, row.id, job_id, "refused", "message refused: month not claimable")

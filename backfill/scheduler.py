@@ -1,0 +1,318 @@
+"""Seeding, candidate selection and claiming, lease reaping, pause.
+
+:func:`schedule` is the one place months are handed out. It claims candidates
+with ``SELECT … FOR UPDATE SKIP LOCKED`` so concurrent schedulers (two beats,
+an operator, the API) never claim a month twice, COMMITs, and only then
+publishes one message per month -- the row is the truth, the message a nudge.
+Unlike other service functions it owns that commit, because publishing must
+follow it; a crash between the two is healed by the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from backfill import months
+from backfill.broker import CeleryPublisher, MonthMessage, Publisher
+from backfill.config import Settings, get_settings
+from backfill.exceptions import InvalidInput
+from backfill.models import BackfillLog, ControlState, MonthAttempt
+
+CONTEMPORARY_FROM = 2020
+SEED_BATCH_SIZE = 20
+MIN_YEAR, MAX_YEAR = 1900, 2100
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    inserted: int
+    existing: int
+
+
+@dataclass(frozen=True)
+class MonthInfo:
+    """What the API and CLI show of one month."""
+
+    year: int
+    month: int
+    status: str
+    job_id: str | None = None
+    books_generated: int = 0
+    isbns_resolved: int = 0
+    resolution_rate: float = 0.0
+    error_message: str | None = None
+    retry_count: int = 0
+
+    @classmethod
+    def of(cls, row: BackfillLog) -> MonthInfo:
+        return cls(
+            year=row.year,
+            month=row.month,
+            status=row.status,
+            job_id=str(row.job_id) if row.job_id else None,
+            books_generated=row.books_generated or 0,
+            isbns_resolved=row.isbns_resolved or 0,
+            resolution_rate=float(row.resolution_rate or 0),
+            error_message=row.error_message,
+            retry_count=row.retry_count or 0,
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+@dataclass
+class ScheduleResult:
+    """The outcome of one :func:`schedule` call."""
+
+    dry_run: bool
+    batch_size: int
+    paused: bool = False
+    months: list[MonthInfo] = field(default_factory=list)
+    triggered: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    reaped: list[str] = field(default_factory=list)
+    blocked_until: dict[str, str] = field(default_factory=dict)
+
+
+def prompt_variant_for(year: int) -> str:
+    return "contemporary-notable" if year >= CONTEMPORARY_FROM else "baseline"
+
+
+def _check_year(name: str, year: object) -> int:
+    if not isinstance(year, int) or isinstance(year, bool):
+        raise InvalidInput(name, "must be an integer year")
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise InvalidInput(name, f"must be between {MIN_YEAR} and {MAX_YEAR}")
+    return year
+
+
+def seed_months(
+    session: Session,
+    start_year: int = 2000,
+    end_year: int = 2024,
+    *,
+    start_month: int = 1,
+    end_month: int = 12,
+) -> SeedResult:
+    """Insert one pending row per month from ``start_year-start_month`` to
+    ``end_year-end_month`` (whole years by default); idempotent."""
+    _check_year("year_start", start_year)
+    _check_year("year_end", end_year)
+    if end_year < start_year:
+        raise InvalidInput("year_end", f"must not be before year_start ({start_year})")
+    for name, value in (("start_month", start_month), ("end_month", end_month)):
+        if not isinstance(value, int) or not 1 <= value <= 12:
+            raise InvalidInput(name, "must be a month from 1 to 12")
+    first, last = start_year * 12 + start_month, end_year * 12 + end_month
+    if last < first:
+        raise InvalidInput("end_month", "the range ends before it starts")
+    rows = [
+        {
+            "year": y,
+            "month": m,
+            "status": "pending",
+            "prompt_variant": prompt_variant_for(y),
+            "batch_size": SEED_BATCH_SIZE,
+        }
+        for y in range(start_year, end_year + 1)
+        for m in range(1, 13)
+        if first <= y * 12 + m <= last
+    ]
+    stmt = (
+        pg_insert(BackfillLog)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["year", "month"])
+        .returning(BackfillLog.id)
+    )
+    inserted = len(session.execute(stmt).all())
+    return SeedResult(inserted=inserted, existing=len(rows) - inserted)
+
+
+def _year_bounds(year_range: tuple[int, int] | None, settings: Settings) -> tuple[int, int]:
+    if year_range is None:
+        return settings.year_start, settings.year_end
+    a, b = year_range
+    _check_year("year_range", a)
+    _check_year("year_range", b)
+    return min(a, b), max(a, b)
+
+
+def candidates_query(
+    settings: Settings,
+    now: dt.datetime,
+    year_range: tuple[int, int] | None = None,
+    force_retry: bool = False,
+    limit: int = 10,
+) -> Any:
+    """The candidate months, newest first. Without ``force_retry`` the status
+    predicate is the literal one of ``idx_backfill_log_pending`` so the planner
+    can use that partial index."""
+    lo, hi = _year_bounds(year_range, settings)
+    # A month is settled once ``settle_months`` whole months have begun since.
+    cutoff = now.year * 12 + now.month - settings.settle_months
+    query = select(BackfillLog).where(
+        or_(BackfillLog.not_before.is_(None), BackfillLog.not_before <= now),
+        or_(BackfillLog.lease_expires_at.is_(None), BackfillLog.lease_expires_at <= now),
+        BackfillLog.year.between(lo, hi),
+        BackfillLog.year * 12 + BackfillLog.month <= cutoff,
+    )
+    if force_retry:
+        query = query.where(
+            or_(
+                BackfillLog.status == "failed",
+                and_(
+                    text("status IN ('pending', 'retry')"),
+                    BackfillLog.retry_count < settings.max_retries,
+                ),
+            )
+        )
+    else:
+        query = query.where(
+            text("status IN ('pending', 'retry')"), BackfillLog.retry_count < settings.max_retries
+        )
+    return query.order_by(BackfillLog.year.desc(), BackfillLog.month.desc()).limit(limit)
+
+
+def check_batch_size(batch_size: object) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+        raise InvalidInput("batch_size", "must be an integer")
+    if not 1 <= batch_size <= 50:
+        raise InvalidInput("batch_size", "must be between 1 and 50")
+    return batch_size
+
+
+def schedule(
+    session: Session,
+    batch_size: int = 10,
+    dry_run: bool = False,
+    year_range: tuple[int, int] | None = None,
+    force_retry: bool = False,
+    publisher: Publisher | None = None,
+    settings: Settings | None = None,
+) -> ScheduleResult:
+    """Claim up to ``batch_size`` candidate months and dispatch one message each."""
+    settings = settings or get_settings()
+    check_batch_size(batch_size)
+    _year_bounds(year_range, settings)
+    now = months.db_now(session)
+    result = ScheduleResult(dry_run=dry_run, batch_size=batch_size, paused=is_paused(session))
+    query = candidates_query(settings, now, year_range, force_retry, batch_size)
+
+    if dry_run:
+        result.months = [MonthInfo.of(row) for row in session.scalars(query)]
+        return result
+    if result.paused:
+        return result
+
+    result.reaped = months.reap_expired_leases(session, settings, now)
+    blocked = months.blocked_until(session, settings)
+    if blocked:
+        result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
+        result.skipped = len(session.scalars(query).all())
+        _heartbeat(session, now, 0)
+        session.commit()
+        return result
+
+    claimed = session.scalars(query.with_for_update(skip_locked=True)).all()
+    messages: list[MonthMessage] = []
+    for row in claimed:
+        job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
+        messages.append(MonthMessage(job_id, row.year, row.month, row.batch_size))
+    session.commit()  # the claims are durable before any message exists
+    # The heartbeat row is shared by every scheduler: written in its own short
+    # transaction so concurrent schedulers never queue on it while claiming.
+    _heartbeat(session, now, len(claimed))
+    session.commit()
+
+    errors = (publisher or CeleryPublisher()).publish(messages)
+    by_job = {row.job_id: row for row in claimed}
+    for job_id, error in errors.items():
+        row = by_job[job_id]
+        months.record_failure(session, row, job_id, error, settings, retry_at=None)
+        result.errors.append({"year": row.year, "month": row.month, "error": error})
+    if errors:
+        session.commit()
+    result.triggered = len(claimed) - len(errors)
+    result.months = [MonthInfo.of(row) for row in claimed]
+    return result
+
+
+def dispatch_month(
+    session: Session,
+    year: int,
+    month: int,
+    batch_size: int | None = None,
+    publisher: Publisher | None = None,
+    settings: Settings | None = None,
+) -> MonthInfo:
+    """Claim one month by hand (any state but completed or live-leased) and publish it."""
+    settings = settings or get_settings()
+    if batch_size is not None:
+        check_batch_size(batch_size)
+    row = months.lock_for_manual_claim(session, year, month)
+    now = months.db_now(session)
+    job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
+    size = batch_size or row.batch_size
+    session.commit()
+    errors = (publisher or CeleryPublisher()).publish([MonthMessage(job_id, year, month, size)])
+    if errors:
+        months.record_failure(session, row, job_id, errors[job_id], settings, retry_at=None)
+        session.commit()
+    return MonthInfo.of(row)
+
+
+def retry_month(session: Session, year: int, month: int) -> BackfillLog:
+    """Put a failed (or waiting) month back in the queue with a fresh retry budget."""
+    row = months.lock_for_manual_claim(session, year, month)
+    row.status = "pending"
+    row.retry_count = 0
+    row.not_before = None
+    row.job_id = None
+    row.lease_expires_at = None
+    session.flush()
+    return row
+
+
+def get_month(session: Session, year: int, month: int) -> BackfillLog:
+    """The row of one month (raises MonthNotFound)."""
+    return months.get(session, year, month)
+
+
+def attempts_of(session: Session, row: BackfillLog) -> list[MonthAttempt]:
+    return list(
+        session.scalars(
+            select(MonthAttempt).where(MonthAttempt.backfill_id == row.id).order_by(MonthAttempt.id)
+        )
+    )
+
+
+def _set_state(session: Session, key: str, value: dict[str, Any]) -> None:
+    stmt = pg_insert(ControlState).values(key=key, value=value)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": text("now()")}
+        )
+    )
+
+
+def _heartbeat(session: Session, now: dt.datetime, claimed: int) -> None:
+    _set_state(session, "last_schedule", {"at": now.isoformat(), "claimed": claimed})
+
+
+def set_paused(session: Session, paused: bool) -> None:
+    """Stop (or resume) dispatching; workers finish what they already have."""
+    _set_state(session, "paused", {"paused": bool(paused)})
+
+
+def is_paused(session: Session) -> bool:
+    value = session.scalar(select(ControlState.value).where(ControlState.key == "paused"))
+    return bool(value and value.get("paused"))

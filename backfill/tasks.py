@@ -1,0 +1,97 @@
+"""Thin Celery tasks: take plain JSON, call a plain function, map the outcome.
+
+* ``backfill.schedule`` -- beat runs it every ``BACKFILL_BEAT_INTERVAL_SECONDS``.
+* ``backfill.process_month`` -- one month; a failed attempt becomes a Celery
+  retry (exponential backoff with jitter), mirrored in ``backfill_log``, where
+  the month's ``retry_count`` is the truth for how many attempts failed.
+
+By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``
+and ``celery -A backfill call backfill.schedule``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from backfill import runner, scheduler
+from backfill.celery import app
+from backfill.config import get_settings
+from backfill.db import unit_of_work
+
+log = logging.getLogger(__name__)
+
+# While the database is unreachable nothing can be recorded: try again later
+# without touching the month (its lease heals anything left half-done).
+DB_RETRY_SECONDS = 5
+
+
+@app.task(name="backfill.schedule", bind=True, ignore_result=True)
+def schedule_task(
+    self: Task,
+    batch_size: int | None = None,
+    dry_run: bool = False,
+    year_range: list[int] | None = None,
+    force_retry: bool = False,
+) -> dict[str, Any]:
+    """Claim candidate months and dispatch them (what beat triggers)."""
+    settings = get_settings()
+    try:
+        with unit_of_work() as session:
+            result = scheduler.schedule(
+                session,
+                batch_size=batch_size or settings.default_batch_size,
+                dry_run=dry_run,
+                year_range=tuple(year_range) if year_range else None,  # type: ignore[arg-type]
+                force_retry=force_retry,
+                settings=settings,
+            )
+    except OperationalError as exc:
+        log.warning("schedule skipped, database unreachable: %s", exc.orig or exc)
+        return {"error": "database unreachable"}
+    summary = {
+        "dispatched": [f"{m.label}:{m.job_id}" for m in result.months if not result.dry_run],
+        "triggered": result.triggered,
+        "errors": result.errors,
+        "reaped": result.reaped,
+        "paused": result.paused,
+        "blocked_until": result.blocked_until,
+    }
+    if result.triggered or result.errors or result.reaped:
+        log.info("schedule: %s", summary)
+    return summary
+
+
+@app.task(
+    name="backfill.process_month",
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # the month's retry_count in PostgreSQL is the budget
+)
+def process_month(
+    self: Task,
+    year: int,
+    month: int,
+    job_id: str | None = None,
+    batch_size: int | None = None,
+) -> str:
+    """Process one month; failed attempts retry with backoff until the budget is spent."""
+    try:
+        outcome = runner.process(
+            int(year), int(month), job_id, batch_size, worker=self.request.hostname
+        )
+    except (OperationalError, DBAPIError) as exc:
+        log.warning("database unreachable, retrying in %ss: %s", DB_RETRY_SECONDS, exc.orig or exc)
+        raise self.retry(countdown=DB_RETRY_SECONDS, exc=exc) from None
+    if outcome.status == "retry":
+        # Keep the job id: a month run by hand keeps the claim it took.
+        kwargs = {"year": year, "month": month, "job_id": outcome.job_id, "batch_size": batch_size}
+        raise self.retry(args=(), kwargs=kwargs, countdown=outcome.countdown)
+    if outcome.status == "busy":
+        raise self.retry(countdown=max(get_settings().lease_seconds / 10, 1))
+    return outcome.status

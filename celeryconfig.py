@@ -1,0 +1,60 @@
+"""Celery settings (lowercase, new-style), read from backfill.config.
+
+At-least-once delivery: a message is acknowledged only after its task ends, and
+re-queued when the worker running it dies; PostgreSQL (leases, idempotent
+upserts) makes the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Exchange, Queue
+
+from backfill.config import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.celery_broker_url
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None  # keep trying through a broker restart
+broker_heartbeat = 30
+broker_pool_limit = 4
+# Publisher confirms: a publish that the broker did not take raises.
+broker_transport_options = {"confirm_publish": True}
+
+task_serializer = "json"
+accept_content = ["json"]
+result_backend = None
+task_ignore_result = True  # state lives in backfill_log, not in a result backend
+timezone = "UTC"
+enable_utc = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+task_default_queue = _settings.task_queue
+task_queues = (
+    Queue(
+        _settings.task_queue,
+        Exchange(_settings.task_queue, type="direct"),
+        routing_key=_settings.task_queue,
+        durable=True,
+    ),
+)
+task_default_exchange = _settings.task_queue
+task_default_routing_key = _settings.task_queue
+task_default_delivery_mode = "persistent"
+task_send_sent_event = True
+worker_send_task_events = True
+
+beat_schedule = {
+    "schedule-backfill": {
+        "task": "backfill.schedule",
+        "schedule": timedelta(seconds=_settings.beat_interval_seconds),
+        # a beat tick that nobody consumed in time is dropped, not piled up
+        "options": {"expires": _settings.beat_interval_seconds},
+    },
+}
