@@ -1,0 +1,128 @@
+"""The sandbox's fault configuration: validated, merged key by key.
+
+``POST /_sandbox/config`` merges its body into the current configuration (a
+provider map such as ``error_rate`` or ``fail_months`` is merged entry by entry),
+then validates the result; a bad value is a 400 that names the field.
+
+Beyond the shared contract, three keys exist: ``rate_limit_rate`` (random 429
+rate-limit answers, the "429 bursts"), ``isbndb_daily_status`` (429 or 403, see
+:func:`backfill.sandbox.errors.isbndb_daily_quota`) and ``reject_keys`` (keys the
+APIs refuse as invalid, to exercise a bad key).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROVIDERS = ("gemini", "xai", "isbndb")
+Provider = Literal["gemini", "xai", "isbndb"]
+
+
+class ConfigError(ValueError):
+    """A configuration the sandbox refuses; ``field`` names the offending key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class FailMonth(BaseModel):
+    """The first ``gemini``/``xai`` generate requests for one month fail with ``status``."""
+
+    model_config = ConfigDict(extra="forbid")
+    gemini: int = Field(default=0, ge=0)
+    xai: int = Field(default=0, ge=0)
+    status: int = Field(default=503, ge=400, le=599)
+
+
+class ProviderRates(BaseModel):
+    """A probability per provider, 0..1."""
+
+    model_config = ConfigDict(extra="forbid")
+    gemini: float = Field(default=0.0, ge=0, le=1)
+    xai: float = Field(default=0.0, ge=0, le=1)
+    isbndb: float = Field(default=0.0, ge=0, le=1)
+
+
+class ProviderLatency(BaseModel):
+    """Extra milliseconds before each answer, per provider."""
+
+    model_config = ConfigDict(extra="forbid")
+    gemini: int = Field(default=0, ge=0, le=60_000)
+    xai: int = Field(default=0, ge=0, le=60_000)
+    isbndb: int = Field(default=0, ge=0, le=60_000)
+
+
+class ProviderFlags(BaseModel):
+    """A yes/no per provider."""
+
+    model_config = ConfigDict(extra="forbid")
+    gemini: bool = False
+    xai: bool = False
+    isbndb: bool = False
+
+
+class SandboxConfig(BaseModel):
+    """Every knob of the emulator; the defaults are a healthy, unlimited API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    latency_ms: ProviderLatency = ProviderLatency()
+    error_rate: ProviderRates = ProviderRates()
+    timeout_rate: ProviderRates = ProviderRates()
+    malformed_rate: ProviderRates = ProviderRates()
+    rate_limit_rate: ProviderRates = ProviderRates()
+    timeout_seconds: float = Field(default=5.0, ge=0, le=600)
+    isbndb_rate_per_second: int = Field(default=1000, ge=1)
+    isbndb_daily_limit: int | None = Field(default=None, ge=0)  # None: unlimited
+    isbndb_daily_status: Literal[429, 403] = 429
+    quota_exhausted: ProviderFlags = ProviderFlags()
+    fail_months: dict[str, FailMonth] = {}
+    reject_keys: list[str] = []
+
+    @field_validator("fail_months")
+    @classmethod
+    def _months(cls, value: dict[str, FailMonth]) -> dict[str, FailMonth]:
+        for month in value:
+            if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+                raise ValueError(f"{month!r} is not a month written YYYY-MM")
+        return value
+
+
+_MERGED = {
+    "latency_ms",
+    "error_rate",
+    "timeout_rate",
+    "malformed_rate",
+    "rate_limit_rate",
+    "quota_exhausted",
+    "fail_months",
+}
+
+
+def merge(current: SandboxConfig, changes: Any) -> SandboxConfig:
+    """``current`` with ``changes`` merged in; raises ConfigError naming a bad field."""
+    if not isinstance(changes, dict):
+        raise ConfigError("body", "must be a JSON object")
+    data = current.model_dump()
+    for key, value in changes.items():
+        if key in _MERGED and isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return validate(data)
+
+
+def validate(data: Any) -> SandboxConfig:
+    """A SandboxConfig from plain data; raises ConfigError naming the first bad field."""
+    try:
+        return SandboxConfig.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        raise ConfigError(field, err["msg"]) from None

@@ -1,0 +1,163 @@
+"""The sandbox's mutable state: configuration, counters, limits, the fault dice.
+
+One :class:`SandboxState` per app, shared by the server's threads; every change
+happens under one lock, so counts stay exact under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from backfill.sandbox import config as cfg
+
+
+class SandboxState:
+    """Counters and fault configuration of one running sandbox."""
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._initial = cfg.validate(initial or {})
+        self._wake = threading.Event()
+        self._config: cfg.SandboxConfig = self._initial
+        self._reset_locked()
+
+    # -- configuration
+
+    @property
+    def config(self) -> cfg.SandboxConfig:
+        """The configuration in force (immutable; replaced as a whole)."""
+        return self._config
+
+    def configure(self, changes: Any) -> cfg.SandboxConfig:
+        """Merge ``changes`` into the configuration (raises ConfigError)."""
+        with self._lock:
+            new = cfg.merge(self._config, changes)
+            if isinstance(changes, dict) and "seed" in changes:
+                self._rng = random.Random(new.seed)
+            for month in (changes or {}).get("fail_months") or {}:
+                # A month (re)configured starts counting its failing requests afresh.
+                for provider in ("gemini", "xai"):
+                    self._fail_used.pop((month, provider), None)
+            self._config = new
+            return new
+
+    def reset(self) -> None:
+        """Back to the initial configuration, with every counter at zero.
+
+        Requests sleeping in a timeout fault are woken up, so none outlives a test.
+        """
+        with self._lock:
+            self._wake.set()
+            self._wake = threading.Event()
+            self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        self._config = self._initial
+        self._rng = random.Random(self._initial.seed)
+        self._calls: Counter[str] = Counter()
+        self._by_endpoint: Counter[str] = Counter()
+        self._by_status: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._by_month: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._fail_used: Counter[tuple[str, str]] = Counter()
+        # ISBNdb arrivals and admissions in the current wall-clock second, and the peak.
+        self._arrivals = self._admitted = self._peak = 0
+        self._arrival_second = self._admitted_second = 0
+        self._isbndb_day = ""
+        self._isbndb_day_used = 0
+
+    # -- faults
+
+    def roll(self, rates: cfg.ProviderRates, provider: str) -> bool:
+        """True with the configured probability (seeded, so a run can be replayed)."""
+        rate = float(getattr(rates, provider))
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    def choice(self, options: tuple[int, ...]) -> int:
+        """A seeded choice among ``options``."""
+        with self._lock:
+            return self._rng.choice(options)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the sandbox is reset meanwhile."""
+        if seconds > 0:
+            self._wake.wait(seconds)
+
+    def take_month_failure(self, month: str, provider: str) -> int | None:
+        """The status to fail with if this is one of the month's first N requests."""
+        with self._lock:
+            spec = self._config.fail_months.get(month)
+            budget = getattr(spec, provider, 0) if spec else 0
+            if spec is None or self._fail_used[(month, provider)] >= budget:
+                return None
+            self._fail_used[(month, provider)] += 1
+            return spec.status
+
+    # -- ISBNdb limits
+
+    def isbndb_arrival(self) -> None:
+        """Count an ISBNdb request in its wall-clock second (for max_isbndb_per_second)."""
+        second = int(time.time())
+        with self._lock:
+            if second != self._arrival_second:
+                self._arrival_second, self._arrivals = second, 0
+            self._arrivals += 1
+            self._peak = max(self._peak, self._arrivals)
+
+    def isbndb_admit(self) -> str | None:
+        """Apply the daily quota, then the rate limit: None, "daily" or "rate".
+
+        An admitted request counts against the day (which rolls over at UTC midnight).
+        """
+        config = self._config
+        with self._lock:
+            today = datetime.now(UTC).date().isoformat()
+            if today != self._isbndb_day:
+                self._isbndb_day, self._isbndb_day_used = today, 0
+            limit = config.isbndb_daily_limit
+            if config.quota_exhausted.isbndb or (
+                limit is not None and self._isbndb_day_used >= limit
+            ):
+                return "daily"
+            second = int(time.time())
+            if second != self._admitted_second:
+                self._admitted_second, self._admitted = second, 0
+            if self._admitted >= config.isbndb_rate_per_second:
+                return "rate"
+            self._admitted += 1
+            self._isbndb_day_used += 1
+            return None
+
+    # -- counting
+
+    def count_month(self, month: str, provider: str) -> None:
+        """One generate request for ``month`` (authenticated and well formed: it reached
+        the model, whatever the model then answered)."""
+        with self._lock:
+            self._by_month[month][provider] += 1
+
+    def record(self, provider: str, endpoint: str, status: int) -> None:
+        """One answered request."""
+        with self._lock:
+            self._calls[provider] += 1
+            self._by_endpoint[f"{provider}:{endpoint}"] += 1
+            self._by_status[provider][str(status)] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, as ``GET /_sandbox/stats`` reports them."""
+        with self._lock:
+            return {
+                "calls": {p: self._calls[p] for p in cfg.PROVIDERS},
+                "by_endpoint": dict(self._by_endpoint),
+                "by_status": {p: dict(self._by_status[p]) for p in cfg.PROVIDERS},
+                "by_month": {m: dict(c) for m, c in sorted(self._by_month.items())},
+                "max_isbndb_per_second": self._peak,
+                "isbndb_daily_used": self._isbndb_day_used,
+            }

@@ -1,0 +1,595 @@
+"""The API emulator over real HTTP: wire formats, limits, faults, counters.
+
+Every test talks to the running sandbox (the ``sandbox`` fixture) with ``requests``,
+exactly as the real clients do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from stdnum import isbn as stdisbn
+
+from backfill.sandbox import codes, words
+from tests.sandbox_fixture import Sandbox, free_port, start_sandbox_process
+
+GEMINI_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        "books": {
+            "type": "ARRAY",
+            "items": {
+                "type": "OBJECT",
+                "properties": {
+                    "title": {"type": "STRING"},
+                    "authors": {"type": "ARRAY", "items": {"type": "STRING"}},
+                    "publisher": {"type": "STRING", "nullable": True},
+                    "publication_date": {"type": "STRING", "nullable": True},
+                    "isbn13": {"type": "STRING", "nullable": True},
+                    "reason": {"type": "STRING"},
+                },
+                "required": ["title", "authors", "reason"],
+                "propertyOrdering": ["title", "authors"],
+            },
+        }
+    },
+    "required": ["books"],
+}
+FIELDS = {"title", "authors", "publisher", "publication_date", "isbn13", "reason"}
+
+
+def prompt(month: str, batch: int | None = 10) -> str:
+    limit = f"up to {batch} books" if batch else "some books"
+    return f"List {limit} first published in {month}. Answer with JSON."
+
+
+def gemini(
+    sandbox: Sandbox,
+    month: str = "2024-05",
+    batch: int | None = 10,
+    *,
+    key: str | None = "gemini-key",
+    config: dict[str, Any] | None = None,
+    timeout: float = 5,
+) -> requests.Response:
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": prompt(month, batch)}]}],
+        "generationConfig": config
+        if config is not None
+        else {"responseMimeType": "application/json", "responseSchema": GEMINI_SCHEMA},
+    }
+    headers = {"x-goog-api-key": key} if key else {}
+    return requests.post(
+        f"{sandbox.url}/v1beta/models/gemini-2.5-flash:generateContent",
+        json=body,
+        headers=headers,
+        timeout=timeout,
+    )
+
+
+def xai(
+    sandbox: Sandbox,
+    month: str = "2024-05",
+    batch: int | None = 10,
+    *,
+    auth: str | None = "Bearer xai-key",
+    timeout: float = 5,
+) -> requests.Response:
+    body = {
+        "model": "grok-3-mini",
+        "messages": [
+            {"role": "system", "content": "You are a careful bibliographer."},
+            {"role": "user", "content": prompt(month, batch)},
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "books", "schema": {"type": "object"}, "strict": True},
+        },
+    }
+    headers = {"Authorization": auth} if auth else {}
+    return requests.post(
+        f"{sandbox.url}/v1/chat/completions", json=body, headers=headers, timeout=timeout
+    )
+
+
+def isbndb(
+    sandbox: Sandbox, path: str, *, key: str | None = "isbndb-key", **kwargs: Any
+) -> requests.Response:
+    method = "POST" if path == "/books" else "GET"
+    headers = {"Authorization": key} if key else {}
+    return requests.request(
+        method, f"{sandbox.url}{path}", headers=headers, timeout=kwargs.pop("timeout", 5), **kwargs
+    )
+
+
+def gemini_books(response: requests.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    books: list[dict[str, Any]] = json.loads(
+        response.json()["candidates"][0]["content"]["parts"][0]["text"]
+    )["books"]
+    return books
+
+
+def xai_books(response: requests.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    books: list[dict[str, Any]] = json.loads(response.json()["choices"][0]["message"]["content"])[
+        "books"
+    ]
+    return books
+
+
+def by_kind(truth: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [b for b in truth["books"] if b["kind"] == kind]
+
+
+# -- wire formats
+
+
+def test_gemini_answer_has_the_generate_content_shape(sandbox: Sandbox) -> None:
+    response = gemini(sandbox, "2024-05", 10)
+    data = response.json()
+    candidate = data["candidates"][0]
+    assert candidate["content"]["role"] == "model"
+    assert candidate["finishReason"] == "STOP" and candidate["index"] == 0
+    usage = data["usageMetadata"]
+    assert usage["promptTokenCount"] > 0 and usage["candidatesTokenCount"] > 0
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
+    assert data["modelVersion"] == "gemini-2.5-flash"
+    books = gemini_books(response)
+    assert len(books) == 10 and all(set(b) == FIELDS for b in books)
+    truth = sandbox.truth(2024, 5)
+    assert books == truth["answers"]["gemini"][:10]
+
+
+def test_xai_answer_has_the_chat_completion_shape(sandbox: Sandbox) -> None:
+    response = xai(sandbox, "1999-02", 7)
+    data = response.json()
+    assert data["object"] == "chat.completion" and data["model"] == "grok-3-mini"
+    assert isinstance(data["id"], str) and isinstance(data["created"], int)
+    choice = data["choices"][0]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    assert choice["message"]["role"] == "assistant"
+    usage = data["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert xai_books(response) == sandbox.truth(1999, 2)["answers"]["xai"][:7]
+
+
+def test_answers_follow_the_requested_schema_and_json_mode(sandbox: Sandbox) -> None:
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "results": {
+                "type": "ARRAY",
+                "items": {
+                    "type": "OBJECT",
+                    "properties": {"name": {"type": "STRING"}, "author": {"type": "STRING"}},
+                },
+            }
+        },
+    }
+    config = {"responseMimeType": "application/json", "responseSchema": schema}
+    text = gemini(sandbox, config=config).json()["candidates"][0]["content"]["parts"][0]["text"]
+    first = json.loads(text)["results"][0]
+    truth = sandbox.truth(2024, 5)["answers"]["gemini"][0]
+    assert first == {"name": truth["title"], "author": ", ".join(truth["authors"])}
+    # Without JSON mode a chat model wraps its JSON in a Markdown fence.
+    text = gemini(sandbox, config={}).json()["candidates"][0]["content"]["parts"][0]["text"]
+    assert text.startswith("```json\n") and text.endswith("\n```")
+
+
+def test_bad_requests_get_each_apis_400_family(sandbox: Sandbox) -> None:
+    url = f"{sandbox.url}/v1beta/models/m:generateContent"
+    bad = requests.post(url, data="{nope", headers={"x-goog-api-key": "k"}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+    strict = {"type": "OBJECT", "properties": {}, "additionalProperties": False}
+    refused = gemini(
+        sandbox, config={"responseMimeType": "application/json", "responseSchema": strict}
+    )
+    assert (
+        refused.status_code == 400 and "additionalProperties" in refused.json()["error"]["message"]
+    )
+    no_month = requests.post(
+        url,
+        json={"contents": [{"parts": [{"text": "List up to 5 books from last spring"}]}]},
+        headers={"x-goog-api-key": "k"},
+        timeout=5,
+    )
+    assert no_month.status_code == 400 and "YYYY-MM" in no_month.json()["error"]["message"]
+    chat = f"{sandbox.url}/v1/chat/completions"
+    headers = {"Authorization": "Bearer k"}
+    shapeless = requests.post(chat, json={"model": "m", "messages": []}, headers=headers, timeout=5)
+    assert shapeless.status_code == 422 and set(shapeless.json()) == {"code", "error"}
+    not_json = requests.post(chat, data="hello", headers=headers, timeout=5)
+    assert not_json.status_code == 415
+    assert sandbox.stats()["by_month"] == {}  # none of these reached a month
+
+
+# -- authentication
+
+
+def test_each_api_refuses_a_missing_or_rejected_key_its_own_way(sandbox: Sandbox) -> None:
+    sandbox.configure(reject_keys=["revoked"])
+    missing = gemini(sandbox, key=None)
+    assert missing.status_code == 403
+    assert missing.json()["error"]["status"] == "PERMISSION_DENIED"
+    rejected = gemini(sandbox, key="revoked")
+    assert rejected.status_code == 400
+    assert rejected.json()["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    query_key = requests.post(
+        f"{sandbox.url}/v1beta/models/m:generateContent?key=any",
+        json={"contents": [{"parts": [{"text": prompt("2024-05")}]}]},
+        timeout=5,
+    )
+    assert query_key.status_code == 200  # Gemini also takes ?key=
+
+    assert xai(sandbox, auth=None).status_code == 401
+    assert xai(sandbox, auth="Token xai-key").status_code == 401
+    assert xai(sandbox, auth="Bearer revoked").status_code == 400
+
+    assert isbndb(sandbox, "/book/9780306406157", key=None).json() == {"message": "Unauthorized"}
+    assert isbndb(sandbox, "/book/9780306406157", key=None).status_code == 401
+    assert isbndb(sandbox, "/book/9780306406157", key="Bearer k").status_code == 403
+    assert isbndb(sandbox, "/book/9780306406157", key="revoked").status_code == 403
+    in_query = isbndb(sandbox, "/book/9780306406157?Authorization=k", key=None)
+    assert in_query.status_code == 401  # the docs: a key in the query string does not work
+    assert sandbox.stats()["by_status"]["isbndb"] == {"401": 3, "403": 2}
+
+
+# -- the catalogue
+
+
+@pytest.mark.parametrize("month", ["1987-11", "2003-02", "2024-05"])
+def test_each_month_holds_the_known_mix(sandbox: Sandbox, month: str) -> None:
+    year, mon = map(int, month.split("-"))
+    truth = sandbox.truth(year, mon)
+    assert 25 <= len(truth["books"]) <= 35
+    ranks = [(b["rank"]["gemini"], b["kind"]) for b in truth["books"]]
+    gemini_first10 = {kind for rank, kind in ranks if rank is not None and rank < 10}
+    assert {"isbn", "no_isbn", "bad_checksum", "unknown"} <= gemini_first10
+    for book in truth["books"]:
+        assert book["publication_date"].startswith(month)
+        answers = [a for a in book["answers"].values() if a]
+        stated = answers[0]["isbn13"]  # Gemini's if it lists the book, else xAI's
+        if book["kind"] == "isbn":
+            if stated is not None or book["answers"]["gemini"]:  # xAI may leave it out
+                assert stdisbn.to_isbn13(stdisbn.validate(stated)) == book["isbn13"]
+        elif book["kind"] == "no_isbn":
+            assert stated is None and len(book["editions"]) >= 4
+        elif book["kind"] == "bad_checksum":
+            assert not stdisbn.is_valid(stated) and book["isbn13"]
+        elif book["kind"] == "unknown":
+            assert stdisbn.is_valid(stated) and book["isbn13"] is None
+
+
+def test_same_month_same_books_and_months_differ(sandbox: Sandbox) -> None:
+    first = gemini_books(gemini(sandbox, "2010-07", 30))
+    sandbox.reset()
+    assert gemini_books(gemini(sandbox, "2010-07", 30)) == first
+    assert gemini_books(gemini(sandbox, "2010-08", 30)) != first
+    assert sandbox.truth(2010, 7) == sandbox.truth(2010, 7)
+
+
+def test_batch_size_from_the_prompt_is_respected(sandbox: Sandbox) -> None:
+    truth = sandbox.truth(2024, 5)
+    assert len(gemini_books(gemini(sandbox, "2024-05", 3))) == 3
+    assert len(xai_books(xai(sandbox, "2024-05", 4))) == 4
+    everything = gemini_books(gemini(sandbox, "2024-05", 50))
+    assert everything == truth["answers"]["gemini"]
+    assert len(gemini_books(gemini(sandbox, "2024-05", None))) == len(everything)
+
+
+def test_xai_overlaps_gemini_with_spelling_variants_and_its_own_books(sandbox: Sandbox) -> None:
+    truth = sandbox.truth(2024, 5)
+    shared = [b for b in truth["books"] if b["answers"]["gemini"] and b["answers"]["xai"]]
+    gemini_count = sum(1 for b in truth["books"] if b["answers"]["gemini"])
+    own = [b for b in truth["books"] if b["answers"]["xai"] and not b["answers"]["gemini"]]
+    assert 0.5 <= len(shared) / gemini_count <= 0.9 and 3 <= len(own) <= 5
+    differs = [b for b in shared if b["answers"]["xai"]["title"] != b["title"]]
+    spelled = [b for b in shared if b["answers"]["xai"]["authors"] != b["authors"]]
+    assert differs and spelled
+    for book in differs:  # same words, other case or punctuation: the title decodes alike
+        assert codes.ref_of_title(book["answers"]["xai"]["title"]).index == book["index"]
+
+
+# -- ISBNdb lookups
+
+
+def test_single_lookup_accepts_isbn13_isbn10_and_hyphens(sandbox: Sandbox) -> None:
+    book = by_kind(sandbox.truth(2024, 5), "isbn")[0]
+    isbn13 = book["isbn13"]
+    for form in (isbn13, stdisbn.to_isbn10(isbn13), stdisbn.format(isbn13)):
+        answer = isbndb(sandbox, f"/book/{form}")
+        assert answer.status_code == 200
+        record = answer.json()["book"]
+        assert record["isbn13"] == isbn13 and record["title"] == book["title"]
+    assert set(record) >= {
+        "title", "title_long", "isbn", "isbn13", "isbn10", "authors", "publisher",
+        "date_published", "edition", "binding", "pages", "language", "synopsis", "image",
+    }  # fmt: skip
+    assert record["authors"] == book["authors"]
+
+
+def test_unknown_isbn_is_404_and_absent_from_bulk(sandbox: Sandbox) -> None:
+    truth = sandbox.truth(2024, 5)
+    unknown = by_kind(truth, "unknown")[0]["answers"]["gemini"]["isbn13"]
+    missing = isbndb(sandbox, f"/book/{unknown}")
+    assert missing.status_code == 404 and missing.json() == {"errorMessage": "Not Found"}
+    known = [b["isbn13"] for b in by_kind(truth, "isbn")[:4]]
+    asked = [*known, unknown, known[0]]
+    bulk = isbndb(sandbox, "/books", data={"isbns": ",".join(asked)}).json()
+    assert bulk["requested"] == 6 and bulk["total"] == 4
+    assert [r["isbn13"] for r in bulk["data"]] == known
+    as_json = isbndb(sandbox, "/books", json={"isbns": known[:2]}).json()
+    assert [r["isbn13"] for r in as_json["data"]] == known[:2]
+    too_many = isbndb(sandbox, "/books", data={"isbns": ",".join(["9780306406157"] * 1001)})
+    assert too_many.status_code == 400
+
+
+def test_title_search_offers_editions_to_choose_from(sandbox: Sandbox) -> None:
+    truth = sandbox.truth(2024, 5)
+    book = by_kind(truth, "no_isbn")[0]
+    found = isbndb(sandbox, f"/books/{book['title']}", params={"column": "title", "pageSize": 20})
+    assert found.status_code == 200
+    data = found.json()
+    assert data["total"] == len(data["books"]) >= 4
+    bindings = {r["binding"] for r in data["books"]}
+    assert {"Kindle Edition", "Paperback"} <= bindings
+    other_author = [r for r in data["books"] if r["authors"] != book["authors"]]
+    assert other_author and all(not r["date_published"].startswith("2024") for r in other_author)
+    # The right pick: by the author, in the book's year, print, earliest.
+    print_by_author = [
+        r
+        for r in data["books"]
+        if r["authors"] == book["authors"]
+        and r["date_published"].startswith("2024")
+        and r["binding"] != "Kindle Edition"
+    ]
+    earliest = min(print_by_author, key=lambda r: r["date_published"])
+    assert earliest["isbn13"] == book["isbn13"]
+    # A second model's spelling of the title finds the same editions.
+    variant = book["title"].lower().replace(":", " -")
+    again = isbndb(sandbox, f"/books/{variant}", params={"column": "title"}).json()
+    assert again == data
+    page = isbndb(sandbox, f"/books/{book['title']}", params={"page": 2, "pageSize": 2}).json()
+    assert page["books"] == data["books"][2:4]
+
+
+def test_title_search_misses_are_404(sandbox: Sandbox) -> None:
+    unknown = by_kind(sandbox.truth(2024, 5), "unknown")[0]
+    assert (
+        isbndb(sandbox, f"/books/{unknown['title']}", params={"column": "title"}).status_code == 404
+    )
+    assert isbndb(sandbox, "/books/no such book at all").status_code == 404
+
+
+# -- ISBNdb limits
+
+
+def _at_start_of_a_second() -> None:
+    time.sleep(1.02 - (time.time() % 1))
+
+
+def test_request_rate_over_the_limit_gets_429(sandbox: Sandbox) -> None:
+    sandbox.configure(isbndb_rate_per_second=2)
+    _at_start_of_a_second()
+    statuses = [isbndb(sandbox, "/book/9780306406157").status_code for _ in range(5)]
+    assert statuses == [404, 404, 429, 429, 429]
+    limited = isbndb(sandbox, "/book/9780306406157")
+    if limited.status_code == 429:  # still the same second
+        assert limited.json() == {"message": "Too Many Requests"}
+    stats = sandbox.stats()
+    assert stats["max_isbndb_per_second"] >= 5 and stats["isbndb_daily_used"] <= 3
+
+
+def test_daily_limit_answers_limit_exceeded_for_the_rest_of_the_day(sandbox: Sandbox) -> None:
+    sandbox.configure(isbndb_daily_limit=3)
+    statuses = [isbndb(sandbox, "/book/9780306406157").status_code for _ in range(5)]
+    assert statuses == [404, 404, 404, 429, 429]
+    spent = isbndb(sandbox, "/books", data={"isbns": "9780306406157"})
+    assert spent.status_code == 429 and spent.json() == {"message": "Limit Exceeded"}
+    sandbox.configure(isbndb_daily_status=403)
+    forbidden = isbndb(sandbox, "/book/9780306406157")
+    assert forbidden.status_code == 403 and "daily" in forbidden.json()["message"]
+    sandbox.reset()
+    sandbox.configure(quota_exhausted={"isbndb": True})
+    assert isbndb(sandbox, "/book/9780306406157").json() == {"message": "Limit Exceeded"}
+
+
+def test_generators_out_of_quota_answer_their_daily_429(sandbox: Sandbox) -> None:
+    sandbox.configure(quota_exhausted={"gemini": True, "xai": True})
+    spent = gemini(sandbox)
+    assert spent.status_code == 429
+    error = spent.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED" and error["code"] == 429
+    assert "PerDay" in json.dumps(error["details"])
+    budget = xai(sandbox)
+    assert budget.status_code == 429 and "credits" in budget.json()["error"]
+
+
+# -- faults
+
+
+def test_error_rate_gives_each_apis_5xx(sandbox: Sandbox) -> None:
+    sandbox.configure(error_rate={"gemini": 1.0, "xai": 1.0, "isbndb": 1.0})
+    failed = gemini(sandbox)
+    assert failed.status_code in (500, 503)
+    assert failed.json()["error"]["status"] in ("INTERNAL", "UNAVAILABLE")
+    assert xai(sandbox).status_code in (500, 503)
+    broken = isbndb(sandbox, "/book/9780306406157")
+    assert broken.status_code in (500, 503) and "message" in broken.json()
+    by_status = sandbox.stats()["by_status"]
+    assert sum(by_status["gemini"].values()) == 1 and "200" not in by_status["gemini"]
+
+
+def test_rate_limit_bursts_are_not_the_daily_answer(sandbox: Sandbox) -> None:
+    sandbox.configure(rate_limit_rate={"gemini": 1.0, "xai": 1.0, "isbndb": 1.0})
+    limited = gemini(sandbox)
+    assert (
+        limited.status_code == 429 and "PerMinute" in limited.text and "PerDay" not in limited.text
+    )
+    burst = xai(sandbox)
+    assert burst.status_code == 429 and "credits" not in burst.text
+    assert isbndb(sandbox, "/book/9780306406157").json() == {"message": "Too Many Requests"}
+
+
+def test_malformed_answers_are_200_with_broken_json(sandbox: Sandbox) -> None:
+    sandbox.configure(malformed_rate={"gemini": 1.0, "xai": 1.0, "isbndb": 1.0})
+    cut = gemini(sandbox)
+    assert cut.status_code == 200
+    candidate = cut.json()["candidates"][0]
+    assert candidate["finishReason"] == "MAX_TOKENS"
+    with pytest.raises(ValueError):
+        json.loads(candidate["content"]["parts"][0]["text"])
+    choice = xai(sandbox).json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    with pytest.raises(ValueError):
+        json.loads(choice["message"]["content"])
+    body = isbndb(sandbox, "/books", data={"isbns": sandbox.truth(2024, 5)["books"][1]["isbn13"]})
+    assert body.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(body.text)
+
+
+def test_timeouts_hold_the_answer_back(sandbox: Sandbox) -> None:
+    sandbox.configure(timeout_rate={"gemini": 1.0, "isbndb": 1.0}, timeout_seconds=0.6)
+    with pytest.raises(requests.Timeout):
+        gemini(sandbox, timeout=0.2)
+    with pytest.raises(requests.Timeout):
+        isbndb(sandbox, "/book/9780306406157", timeout=0.2)
+    started = time.monotonic()
+    assert gemini(sandbox, timeout=5).status_code == 200
+    assert time.monotonic() - started >= 0.55
+    assert xai(sandbox, timeout=0.5).status_code == 200  # xAI was not configured
+
+
+def test_latency_is_added_per_provider(sandbox: Sandbox) -> None:
+    sandbox.configure(latency_ms={"isbndb": 300})
+    started = time.monotonic()
+    isbndb(sandbox, "/book/9780306406157")
+    assert time.monotonic() - started >= 0.28
+    started = time.monotonic()
+    gemini(sandbox)
+    assert time.monotonic() - started < 0.28
+
+
+def test_fail_months_fails_the_first_n_requests_of_that_month(sandbox: Sandbox) -> None:
+    sandbox.configure(fail_months={"2024-05": {"gemini": 2, "xai": 1, "status": 503}})
+    assert [gemini(sandbox, "2024-05").status_code for _ in range(3)] == [503, 503, 200]
+    assert [xai(sandbox, "2024-05").status_code for _ in range(2)] == [503, 200]
+    assert gemini(sandbox, "2024-06").status_code == 200
+    sandbox.configure(fail_months={"2024-06": {"xai": 1, "status": 429}})
+    assert xai(sandbox, "2024-06").status_code == 429
+    stats = sandbox.stats()
+    assert stats["by_month"] == {
+        "2024-05": {"gemini": 3, "xai": 2},
+        "2024-06": {"gemini": 1, "xai": 1},
+    }
+    assert stats["by_status"]["gemini"] == {"503": 2, "200": 2}
+
+
+def test_seeded_faults_replay_exactly(sandbox: Sandbox) -> None:
+    def run() -> list[int]:
+        sandbox.reset()
+        sandbox.configure(seed=7, error_rate={"isbndb": 0.5})
+        return [isbndb(sandbox, "/book/9780306406157").status_code for _ in range(12)]
+
+    first = run()
+    assert first == run() and {404} < set(first)
+
+
+# -- control routes
+
+
+def test_stats_count_every_call_by_endpoint_status_and_month(sandbox: Sandbox) -> None:
+    gemini(sandbox, "2001-01")
+    xai(sandbox, "2001-01")
+    xai(sandbox, auth=None)
+    isbndb(sandbox, "/books", data={"isbns": "9780306406157"})
+    isbndb(sandbox, "/books/anything", params={"column": "title"})
+
+    def lookups(n: int) -> None:
+        for _ in range(n):
+            isbndb(sandbox, "/book/9780306406157")
+
+    threads = [threading.Thread(target=lookups, args=(5,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = sandbox.stats()
+    assert stats["calls"] == {"gemini": 1, "xai": 2, "isbndb": 32}
+    assert stats["by_endpoint"] == {
+        "gemini:POST /v1beta/models/{model}:generateContent": 1,
+        "xai:POST /v1/chat/completions": 2,
+        "isbndb:POST /books": 1,
+        "isbndb:GET /books/{query}": 1,
+        "isbndb:GET /book/{isbn}": 30,
+    }
+    assert stats["by_status"]["xai"] == {"200": 1, "401": 1}
+    assert stats["by_status"]["isbndb"] == {"200": 1, "404": 31}
+    assert stats["by_month"] == {"2001-01": {"gemini": 1, "xai": 1}}
+    assert 1 <= stats["max_isbndb_per_second"] <= 32
+
+
+def test_config_merges_validates_and_reset_restores(sandbox: Sandbox) -> None:
+    sandbox.configure(error_rate={"gemini": 0.25})
+    merged = sandbox.configure(error_rate={"xai": 0.5}, isbndb_rate_per_second=3)
+    assert merged["error_rate"] == {"gemini": 0.25, "xai": 0.5, "isbndb": 0.0}
+    assert merged["isbndb_rate_per_second"] == 3
+    for bad, field in (
+        ({"error_rate": {"gemini": 1.5}}, "error_rate.gemini"),
+        ({"surprise": 1}, "surprise"),
+        ({"fail_months": {"2024-13": {"gemini": 1}}}, "fail_months"),
+    ):
+        answer = requests.post(f"{sandbox.url}/_sandbox/config", json=bad, timeout=5)
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == field
+    gemini(sandbox)
+    sandbox.reset()
+    assert sandbox.stats()["calls"] == {"gemini": 0, "xai": 0, "isbndb": 0}
+    config = requests.get(f"{sandbox.url}/_sandbox/config", timeout=5).json()
+    assert config["error_rate"]["xai"] == 0 and config["isbndb_rate_per_second"] == 1000
+    bad_month = requests.get(f"{sandbox.url}/_sandbox/truth/2024-5", timeout=5)
+    assert bad_month.status_code == 400
+
+
+def test_env_points_every_provider_at_the_sandbox(sandbox: Sandbox) -> None:
+    env = sandbox.env()
+    assert env["GEMINI_BASE_URL"] == env["XAI_BASE_URL"] == env["ISBNDB_BASE_URL"] == sandbox.url
+    assert all(env[k] for k in ("GEMINI_API_KEY", "XAI_API_KEY", "ISBNDB_API_KEY"))
+
+
+def test_sandbox_runs_as_its_own_process() -> None:
+    port = free_port()
+    proc = start_sandbox_process(port, config={"isbndb_daily_limit": 0})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        spent = requests.get(f"{url}/book/9780306406157", headers={"Authorization": "k"}, timeout=5)
+        assert spent.status_code == 429 and spent.json() == {"message": "Limit Exceeded"}
+        stats = requests.get(f"{url}/_sandbox/stats", timeout=5).json()
+        assert stats["calls"]["isbndb"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- the codes behind titles and ISBNs
+
+
+def test_title_words_and_isbns_decode_back_to_their_book() -> None:
+    assert codes.TOTAL_IDS <= codes.TITLE_SPACE
+    lists = [{w.lower() for w in ws} for ws in (words.ADJECTIVES, words.NOUNS, words.PLACES)]
+    assert not (lists[0] & lists[1] or lists[1] & lists[2] or lists[0] & lists[2])
+    assert not words.FILLER_WORDS & (lists[0] | lists[1] | lists[2])
+    for year, month, index in ((1900, 1, 0), (2024, 5, 17), (2100, 12, 39)):
+        ident = codes.book_id(year, month, index)
+        adj, noun, place = codes.title_words(ident)
+        assert codes.ref_of_title(f"The {adj} {noun} of {place}") == codes.BookRef(
+            year, month, index
+        )
+        assert codes.ref_of_isbn(codes.isbn13(ident, 3)) == (codes.BookRef(year, month, index), 3)
+    assert codes.ref_of_isbn("9780306406157") is None
