@@ -1,0 +1,184 @@
+"""The commands. Each opens one unit of work and calls a service function."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from backfill import scheduler, stats
+from backfill.cli.app import cli, console, echo_json, run
+from backfill.cli.params import IntIn, Month, OneOf, UserError, Year, YearRange
+from backfill.cli.render import print_stats, wait_for
+from backfill.config import get_settings
+from backfill.models import STATUSES
+
+
+@cli.command()
+@click.option("--from", "start", type=Year(), help="first year [BACKFILL_YEAR_START]")
+@click.option("--to", "end", type=Year(), help="last year [BACKFILL_YEAR_END]")
+def seed(start: int | None, end: int | None) -> None:
+    """Insert one pending month per month of the range (idempotent)."""
+    settings = get_settings()
+    start = start if start is not None else settings.year_start
+    end = end if end is not None else settings.year_end
+    result = run(lambda s: scheduler.seed_months(s, start, end))
+    click.echo(
+        f"seeded {result.inserted} new months for {start}-{end} ({result.existing} already there)"
+    )
+
+
+@cli.command()
+@click.option("--batch-size", type=IntIn(1, 50), help="months to claim [BACKFILL_BATCH_SIZE]")
+@click.option("--years", type=YearRange(), help="year range, e.g. 2020-2024 (either order)")
+@click.option("--dry-run", is_flag=True, help="list the candidates, claim nothing")
+@click.option("--force-retry", is_flag=True, help="also take failed months")
+def schedule(
+    batch_size: int | None, years: tuple[int, int] | None, dry_run: bool, force_retry: bool
+) -> None:
+    """Claim months and dispatch them to the workers (what beat does every few minutes)."""
+    settings = get_settings()
+    result = run(
+        lambda s: scheduler.schedule(
+            s,
+            batch_size=batch_size or settings.default_batch_size,
+            dry_run=dry_run,
+            year_range=years,
+            force_retry=force_retry,
+            settings=settings,
+        )
+    )
+    table = Table("month", "status", "job id" if not dry_run else "resolved / generated")
+    for m in result.months:
+        extra = m.job_id or "" if not dry_run else f"{m.isbns_resolved} / {m.books_generated}"
+        table.add_row(m.label, m.status, extra)
+    if result.months:
+        console.print(table)
+    if result.paused:
+        click.echo("paused: nothing dispatched (backfill resume)")
+    if dry_run:
+        click.echo(f"dry run: {len(result.months)} months would be claimed")
+    else:
+        click.echo(
+            f"triggered {result.triggered}, skipped {result.skipped}, errors {len(result.errors)}"
+        )
+    for err in result.errors:
+        click.echo(f"  {err['year']:04d}-{err['month']:02d}: {err['error']}", err=True)
+
+
+@cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="print the backfill-stats endpoint's JSON")
+def stats_command(as_json: bool) -> None:
+    """Where the backfill stands."""
+    settings = get_settings()
+    report = run(lambda s: stats.backfill_stats(s, settings))
+    if as_json:
+        echo_json(report.model_dump(mode="json"))
+        return
+    print_stats(report)
+
+
+@cli.command()
+@click.option("--status", type=OneOf(STATUSES), help="only months in this status")
+@click.option("--year", type=Year(), help="only this year")
+@click.option("--limit", type=IntIn(1, 500), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def months(status: str | None, year: int | None, limit: int, as_json: bool) -> None:
+    """List months, newest first."""
+    page = run(lambda s: stats.list_months(s, status=status, year=year, limit=limit))
+    if as_json:
+        echo_json(page.model_dump(mode="json"))
+        return
+    table = Table("month", "status", "attempts", "retries", "resolved / generated", "error")
+    for m in page.months:
+        table.add_row(
+            m.label,
+            m.status,
+            str(m.attempts),
+            str(m.retry_count),
+            f"{m.isbns_resolved} / {m.books_generated}",
+            (m.error_message or "")[:60],
+        )
+    console.print(table)
+    click.echo(f"{len(page.months)} of {page.total} months")
+
+
+@cli.command("run-month")
+@click.argument("month", type=Month())
+@click.option("--batch-size", type=IntIn(1, 50), help="books to ask for (default: the month's)")
+@click.option("--wait", is_flag=True, help="wait until the month is completed or failed")
+@click.option("--timeout", type=click.FloatRange(min=0), default=1800.0, show_default=True)
+@click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, hidden=True)
+def run_month(
+    month: tuple[int, int], batch_size: int | None, wait: bool, timeout: float, poll: float
+) -> None:
+    """Dispatch one month by hand (any state but completed or being processed)."""
+    year, mon = month
+    info = run(lambda s: scheduler.dispatch_month(s, year, mon, batch_size=batch_size))
+    click.echo(f"dispatched {info.label} as job {info.job_id} (status {info.status})")
+    if wait:
+        wait_for(year, mon, timeout, poll)
+
+
+@cli.command()
+@click.argument("month", type=Month())
+def retry(month: tuple[int, int]) -> None:
+    """Put a failed month back in the queue with a fresh retry budget."""
+    row = run(lambda s: stats.month_row(scheduler.retry_month(s, *month)))
+    click.echo(f"{row.label} is {row.status} again; the next schedule run takes it")
+
+
+@cli.command()
+def pause() -> None:
+    """Stop dispatching months (workers finish what they have)."""
+    run(lambda s: scheduler.set_paused(s, True))
+    click.echo("dispatching paused")
+
+
+@cli.command()
+def resume() -> None:
+    """Start dispatching months again."""
+    run(lambda s: scheduler.set_paused(s, False))
+    click.echo("dispatching resumed")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=IntIn(0, 65535), default=8099, show_default=True)
+@click.option("--config", "config", help="fault configuration: a JSON object, or @file.json")
+def sandbox(host: str, port: int, config: str | None) -> None:
+    """Serve the local emulator of the Gemini, xAI and ISBNdb APIs (for tests and demos)."""
+    from backfill.sandbox import serve  # an entry point of its own; loaded only here
+
+    faults = _json_object("--config", config) if config else None
+    _check_free(host, port)
+    try:
+        serve(host, port, faults)
+    except (OSError, ValueError) as exc:  # port taken; a fault config the sandbox refuses
+        raise UserError(f"sandbox: {exc}") from None
+
+
+def _check_free(host: str, port: int) -> None:
+    # werkzeug reports a taken port in several lines and exits 1; say it in one.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"sandbox: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _json_object(name: str, value: str) -> dict[str, Any]:
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{name}: must be a JSON object")
+    return data

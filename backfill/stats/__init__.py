@@ -1,0 +1,60 @@
+"""Stats: read-only views of the backfill shared by the web API, the dashboard,
+``/metrics`` and the CLI, so every interface shows the same numbers.
+
+Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+from backfill.stats.metrics import DURATION_BUCKETS, Histogram, MetricsSnapshot, metrics_snapshot
+from backfill.stats.queries import (
+    backfill_stats,
+    grid,
+    last_schedule_at,
+    list_months,
+    month_detail,
+    month_row,
+    recent_activity,
+    status_counts,
+)
+from backfill.stats.reports import (
+    RECENT_ACTIVITY_LIMIT,
+    Activity,
+    ApiCalls,
+    Attempt,
+    GridCell,
+    MonthDetail,
+    MonthRow,
+    MonthsPage,
+    Progress,
+    QuotaToday,
+    StatsReport,
+    StatusCounts,
+)
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "RECENT_ACTIVITY_LIMIT",
+    "Activity",
+    "ApiCalls",
+    "Attempt",
+    "GridCell",
+    "Histogram",
+    "MetricsSnapshot",
+    "MonthDetail",
+    "MonthRow",
+    "MonthsPage",
+    "Progress",
+    "QuotaToday",
+    "StatsReport",
+    "StatusCounts",
+    "backfill_stats",
+    "grid",
+    "last_schedule_at",
+    "list_months",
+    "metrics_snapshot",
+    "month_detail",
+    "month_row",
+    "recent_activity",
+    "status_counts",
+]

@@ -1,0 +1,112 @@
+"""The numbers ``GET /metrics`` exports, read from the database in one go.
+
+PostgreSQL is the source of truth, so the web process exports what the
+database says rather than counting events in its own memory: every gunicorn
+worker and every scrape agree, and nothing is lost on restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from backfill import quota
+from backfill.config import Settings, get_settings
+from backfill.models import PROVIDERS, BackfillLog, Book
+from backfill.scheduler import is_paused  # the pause flag's one reader
+from backfill.stats.queries import last_schedule_at, status_counts
+
+# Upper bounds (seconds) of the month-duration histogram: a month takes from
+# seconds (sandbox) to many minutes (real APIs under a per-second ISBNdb rate).
+DURATION_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative counts per upper bound (``le``), plus the total count and sum."""
+
+    buckets: list[tuple[float, int]]
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    months_by_status: dict[str, int]
+    isbns_resolved: int
+    books_generated: int
+    books_stored: int
+    # (provider, attempt outcome) -> calls made by attempts with that outcome
+    api_calls: dict[tuple[str, str], int]
+    quota: dict[str, dict[str, Any]]
+    durations: dict[str, Histogram]  # by attempt outcome
+    paused: bool
+    seconds_since_last_schedule: float | None
+    last_schedule_at: dt.datetime | None
+
+
+def _api_calls(session: Session) -> dict[tuple[str, str], int]:
+    rows = session.execute(
+        text(
+            "SELECT outcome, sum(gemini_calls) AS gemini, sum(xai_calls) AS xai,"
+            " sum(isbndb_calls) AS isbndb FROM month_attempts GROUP BY outcome"
+        )
+    ).mappings()
+    calls: dict[tuple[str, str], int] = {}
+    for row in rows:
+        for provider in PROVIDERS:
+            calls[(provider, str(row["outcome"]))] = int(row[provider] or 0)
+    return calls
+
+
+def _durations(session: Session) -> dict[str, Histogram]:
+    # The bucket bounds are constants of this module, never user input.
+    buckets = ", ".join(
+        f"count(*) FILTER (WHERE d <= {float(bound)!r}) AS b{i}"
+        for i, bound in enumerate(DURATION_BUCKETS)
+    )
+    rows = session.execute(
+        text(
+            f"SELECT outcome, count(*) AS n, coalesce(sum(d), 0) AS total, {buckets} FROM ("
+            " SELECT outcome, extract(epoch FROM finished_at - started_at)::float8 AS d"
+            " FROM month_attempts WHERE finished_at IS NOT NULL) t GROUP BY outcome"
+        )
+    ).mappings()
+    return {
+        str(row["outcome"]): Histogram(
+            buckets=[(bound, int(row[f"b{i}"])) for i, bound in enumerate(DURATION_BUCKETS)],
+            count=int(row["n"]),
+            sum=float(row["total"]),
+        )
+        for row in rows
+    }
+
+
+def metrics_snapshot(session: Session, settings: Settings | None = None) -> MetricsSnapshot:
+    """Everything ``/metrics`` reports, as of now."""
+    settings = settings or get_settings()
+    generated, resolved = session.execute(
+        select(
+            func.coalesce(func.sum(BackfillLog.books_generated), 0),
+            func.coalesce(func.sum(BackfillLog.isbns_resolved), 0),
+        )
+    ).one()
+    stored = session.execute(select(func.count()).select_from(Book)).scalar_one()
+    last = last_schedule_at(session)
+    now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    return MetricsSnapshot(
+        months_by_status=status_counts(session).model_dump(),
+        isbns_resolved=int(resolved),
+        books_generated=int(generated),
+        books_stored=int(stored),
+        api_calls=_api_calls(session),
+        quota=quota.daily_usage(session, settings),
+        durations=_durations(session),
+        paused=is_paused(session),
+        seconds_since_last_schedule=max((now - last).total_seconds(), 0.0) if last else None,
+        last_schedule_at=last,
+    )

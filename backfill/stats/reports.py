@@ -1,0 +1,145 @@
+"""The report shapes the stats queries return.
+
+Pydantic models, so the web layer serialises them unchanged and documents them
+in the OpenAPI schema, and the CLI prints the very same JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RECENT_ACTIVITY_LIMIT = 20
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+class StatusCounts(_Report):
+    """Months per status; every status is present, zero when no month has it."""
+
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    retry: int = 0
+
+
+class Progress(_Report):
+    total_books_generated: int
+    total_isbns_resolved: int
+    overall_resolution_rate: float = Field(description="percent, 0 when nothing was generated")
+
+
+class Activity(_Report):
+    """One month in ``recent_activity`` (the original system's fields, plus ``finished_at``)."""
+
+    year: int
+    month: int
+    status: str
+    books_generated: int
+    isbns_resolved: int
+    resolution_rate: float
+    error_message: str | None
+    finished_at: dt.datetime | None = None
+
+
+class ApiCalls(_Report):
+    gemini: int = 0
+    xai: int = 0
+    isbndb: int = 0
+
+
+class QuotaToday(_Report):
+    used: int
+    limit: int
+    remaining: int
+    exhausted: bool
+    resets_at: str
+
+
+class StatsReport(_Report):
+    """``GET /api/internal/backfill-stats`` and ``backfill stats --json``."""
+
+    total_months: int
+    by_status: StatusCounts
+    progress: Progress
+    recent_activity: list[Activity] = Field(max_length=RECENT_ACTIVITY_LIMIT)
+    api_calls: ApiCalls
+    quota_today: dict[str, QuotaToday]
+    paused: bool
+
+
+class MonthRow(_Report):
+    """One ``backfill_log`` row as the API shows it."""
+
+    year: int
+    month: int
+    label: str = Field(description="YYYY-MM")
+    status: str
+    prompt_variant: str
+    batch_size: int
+    retry_count: int
+    attempts: int
+    books_generated: int
+    isbns_resolved: int
+    resolution_rate: float
+    gemini_calls: int
+    xai_calls: int
+    isbndb_calls: int
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    last_retry_at: dt.datetime | None
+    error_message: str | None
+    job_id: str | None
+    lease_expires_at: dt.datetime | None
+    not_before: dt.datetime | None
+    updated_at: dt.datetime
+
+
+class Attempt(_Report):
+    """One row of ``month_attempts``."""
+
+    attempt: int
+    job_id: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    outcome: str
+    error: str | None
+    worker: str | None
+    gemini_calls: int
+    xai_calls: int
+    isbndb_calls: int
+    tokens_in: int
+    tokens_out: int
+    books_generated: int
+    isbns_resolved: int
+    model: str | None
+    prompt_version: str | None
+
+
+class MonthDetail(_Report):
+    """A month, its attempt history (oldest first) and the last error seen."""
+
+    month: MonthRow
+    attempts: list[Attempt]
+    last_error: str | None
+
+
+class MonthsPage(_Report):
+    months: list[MonthRow]
+    total: int = Field(description="months matching the filters, all pages")
+    limit: int
+    offset: int
+
+
+class GridCell(_Report):
+    year: int
+    month: int
+    status: str
+    books_generated: int
+    isbns_resolved: int
+    resolution_rate: float

@@ -1,0 +1,172 @@
+"""Request and response models of the internal API (pydantic v2).
+
+Request bodies are validated strictly: JSON types must match exactly
+(``"batch_size": "10"``, ``true``, ``null`` or ``1.5`` are refused) and unknown
+fields are refused, so a typo never silently means "the default". The same
+models generate the OpenAPI document (:mod:`backfill.web.openapi`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from backfill.stats import MonthRow
+
+Year = Annotated[int, Field(ge=1900, le=2100)]
+Status = Literal["pending", "processing", "completed", "failed", "retry"]
+MONTH_PATTERN = r"^(19\d\d|20\d\d|2100)-(0[1-9]|1[0-2])$"
+
+
+class StrictBody(BaseModel):
+    """A JSON request body: exact types, no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class YearRange(StrictBody):
+    """Years to consider, inclusive, in either order (the original sends 2024 -> 2000)."""
+
+    start: Year | None = Field(default=None, description="one end; default BACKFILL_YEAR_END")
+    end: Year | None = Field(default=None, description="other end; default BACKFILL_YEAR_START")
+
+
+class ScheduleRequest(StrictBody):
+    batch_size: int = Field(
+        default=10, ge=1, le=50, description="months to claim (default BACKFILL_BATCH_SIZE)"
+    )
+    dry_run: bool = Field(default=False, description="list the candidates, claim nothing")
+    force_retry: bool = Field(default=False, description="also take failed months")
+    year_range: YearRange | None = None
+
+
+class SeedRequest(StrictBody):
+    year_start: Year = Field(default=2000, description="default BACKFILL_YEAR_START")
+    year_end: Year = Field(default=2024, description="default BACKFILL_YEAR_END")
+
+    @field_validator("year_end")
+    @classmethod
+    def _ordered(cls, value: int, info: ValidationInfo) -> int:
+        start = info.data.get("year_start")
+        if start is not None and value < start:
+            raise ValueError(f"must be >= year_start ({start})")
+        return value
+
+
+class EmptyBody(StrictBody):
+    """Endpoints that take no parameters accept an empty body or ``{}``."""
+
+
+class MonthsQuery(BaseModel):
+    """Query string of ``GET /api/internal/months`` (strings parsed as numbers, exactly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    year: Year | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    # PostgreSQL's OFFSET is a bigint: a larger value would reach the database and fail (500).
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)
+
+
+class MonthPath(BaseModel):
+    """A month in a URL path, ``YYYY-MM``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    month: str = Field(pattern=MONTH_PATTERN, description="YYYY-MM, years 1900-2100")
+
+    @property
+    def year_month(self) -> tuple[int, int]:
+        year, month = self.month.split("-")
+        return int(year), int(month)
+
+
+# ---- responses ----------------------------------------------------------------
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduledMonth(Response):
+    year: int
+    month: int
+    status: str
+    job_id: str | None = Field(description="the dispatched job (null in a dry run)")
+    books_generated: int
+    isbns_resolved: int
+    resolution_rate: float
+    error_message: str | None
+    retry_count: int
+
+
+class ScheduleError(Response):
+    year: int
+    month: int
+    error: str
+
+
+class ExecutionSummary(Response):
+    triggered: int
+    skipped: int
+    errors: list[ScheduleError]
+
+
+class ScheduleResponse(Response):
+    dry_run: bool
+    batch_size: int
+    paused: bool
+    months_selected: int
+    months: list[ScheduledMonth]
+    total_pending: int
+    total_processing: int
+    total_completed: int
+    total_failed: int
+    total_retry: int
+    execution_summary: ExecutionSummary | None = Field(
+        default=None, description="absent in a dry run"
+    )
+    blocked_until: dict[str, str] = Field(
+        default_factory=dict, description="providers whose daily quota is spent, until when"
+    )
+
+
+class SeedResponse(Response):
+    months_seeded: int = Field(description="newly inserted")
+    months_existing: int
+    message: str
+    year_start: int
+    year_end: int
+
+
+class RetryResponse(Response):
+    month: MonthRow
+    message: str
+
+
+class PauseResponse(Response):
+    paused: bool
+    message: str
+
+
+class Check(Response):
+    ok: bool
+    error: str | None = None
+
+
+class HealthResponse(Response):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Check]
+
+
+class ErrorBody(Response):
+    code: str
+    message: str
+    field: str | None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(Response):
+    error: ErrorBody

@@ -1,0 +1,229 @@
+"""The ``backfill`` command through click's runner, and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from sqlalchemy import update
+
+from backfill import scheduler
+from backfill.cli import cli
+from backfill.db import transaction
+from backfill.models import BackfillLog
+from backfill.web import create_app
+from tests.conftest import ROOT, purge_queue, subprocess_env
+from tests.test_worker_e2e import FAST
+from tests.webutil import AUTH, free_port
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def set_month(year: int, month: int, **values: object) -> None:
+    with transaction() as s:
+        s.execute(
+            update(BackfillLog)
+            .where(BackfillLog.year == year, BackfillLog.month == month)
+            .values(**values)
+        )
+
+
+@pytest.fixture
+def seeded(committed_db: str) -> str:
+    assert invoke("seed", "--from", "2023", "--to", "2024").exit_code == 0
+    return committed_db
+
+
+@pytest.fixture
+def queue(queue_name: str) -> Iterator[str]:
+    purge_queue(queue_name)
+    yield queue_name
+    purge_queue(queue_name)
+
+
+def test_seed_twice(committed_db: str) -> None:
+    first = invoke("seed", "--from", "2023", "--to", "2024")
+    assert first.exit_code == 0
+    assert first.output.strip() == "seeded 24 new months for 2023-2024 (0 already there)"
+    again = invoke("seed", "--from", "2024", "--to", "2024")
+    assert "seeded 0 new months for 2024-2024 (12 already there)" in again.output
+
+
+def test_stats_json_is_exactly_the_endpoint_json(seeded: str) -> None:
+    set_month(2024, 5, status="failed", books_generated=10, isbns_resolved=4, error_message="x")
+    set_month(2024, 6, status="completed", books_generated=20, isbns_resolved=19)
+    result = invoke("stats", "--json")
+    assert result.exit_code == 0
+    api = create_app().test_client().get("/api/internal/backfill-stats", headers=AUTH)
+    assert json.loads(result.output) == api.json
+    assert api.json["by_status"]["failed"] == 1
+
+
+def test_stats_table(seeded: str) -> None:
+    set_month(2024, 6, status="completed", books_generated=20, isbns_resolved=15)
+    result = invoke("stats")
+    assert result.exit_code == 0
+    out = result.output
+    assert "24" in out and "15 (75.0%)" in out and "isbndb" in out
+    assert "running" in out and "PAUSED" not in out
+
+
+def test_months_filters(seeded: str) -> None:
+    set_month(2024, 5, status="failed", error_message="gemini: 503")
+    result = invoke("months", "--status", "failed", "--year", "2024")
+    assert result.exit_code == 0
+    assert "2024-05" in result.output and "gemini: 503" in result.output
+    assert "2024-04" not in result.output
+    assert "1 of 1 months" in result.output
+    as_json = json.loads(invoke("months", "--year", "2023", "--json").output)
+    assert as_json["total"] == 12 and as_json["months"][0]["label"] == "2023-12"
+
+
+def test_schedule_dry_run(seeded: str) -> None:
+    result = invoke("schedule", "--dry-run", "--batch-size", "3", "--years", "2024-2023")
+    assert result.exit_code == 0, result.output
+    assert "dry run: 3 months would be claimed" in result.output
+    assert "2024-12" in result.output and "2024-10" in result.output
+    assert "2024-09" not in result.output
+
+
+def test_schedule_dispatches(seeded: str, queue: str) -> None:
+    result = invoke("schedule", "--batch-size", "2", "--years", "2023")
+    assert result.exit_code == 0, result.output
+    assert "triggered 2, skipped 0, errors 0" in result.output
+    assert purge_queue(queue) == 2
+    with transaction() as s:
+        assert scheduler.get_month(s, 2023, 12).status == "processing"
+
+
+def test_pause_resume_and_retry(seeded: str) -> None:
+    assert invoke("pause").output.strip() == "dispatching paused"
+    with transaction() as s:
+        assert scheduler.is_paused(s)
+    assert "PAUSED" in invoke("stats").output
+    assert invoke("resume").exit_code == 0
+    set_month(2024, 5, status="failed", retry_count=5)
+    result = invoke("retry", "2024-05")
+    assert result.exit_code == 0
+    assert "2024-05 is pending again" in result.output
+    with transaction() as s:
+        row = scheduler.get_month(s, 2024, 5)
+        assert (row.status, row.retry_count, scheduler.is_paused(s)) == ("pending", 0, False)
+
+
+def test_run_month_wait_until_completed(
+    seeded: str, queue: str, worker_factory: Any, sandbox: Any
+) -> None:
+    worker_factory(**{**sandbox.env(), **FAST})  # a real worker on the real broker
+    result = invoke("run-month", "2024-05", "--wait", "--poll", "0.2", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "dispatched 2024-05 as job" in result.output
+    with transaction() as s:
+        row = scheduler.get_month(s, 2024, 5)
+    assert row.status == "completed" and row.isbns_resolved > 0
+    rate = f"{float(row.resolution_rate):.1f}%"
+    assert f"2024-05 completed: {row.isbns_resolved} books resolved ({rate})" in result.output
+
+
+def test_run_month_wait_reports_failure(
+    seeded: str, queue: str, worker_factory: Any, sandbox: Any
+) -> None:
+    sandbox.configure(fail_months={"2024-04": {"gemini": 99, "xai": 99, "status": 500}})
+    worker_factory(**{**sandbox.env(), **FAST})
+    result = invoke("run-month", "2024-04", "--wait", "--poll", "0.2", "--timeout", "60")
+    assert result.exit_code == 1, result.output
+    assert "2024-04 failed:" in result.output
+    with transaction() as s:
+        row = scheduler.get_month(s, 2024, 4)
+    assert (row.status, row.retry_count) == ("failed", 5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run-month", "2024-13"], "MONTH: expected a month as YYYY-MM"),
+        (["retry", "24-05"], "MONTH: expected a month as YYYY-MM"),
+        (["retry", "1999-01"], "1999-01 is not in backfill_log"),
+        (["run-month", "2024-06"], "2024-06 is already completed"),
+        (["schedule", "--years", "2020-20x"], "--years: expected a year range"),
+        (["schedule", "--years", "1800-2000"], "--years: years must be from 1900 to 2100"),
+        (["schedule", "--batch-size", "0"], "--batch-size: expected a whole number from 1 to 50"),
+        (["seed", "--from", "2025", "--to", "2020"], "year_end: must not be before year_start"),
+        (["seed", "--from", "99"], "--from: expected a year from 1900 to 2100"),
+        (["months", "--status", "done"], "--status: expected one of pending, processing"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(seeded: str, args: list[str], message: str) -> None:
+    set_month(2024, 6, status="completed")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert message in lines[0]
+
+
+def run_backfill(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "backfill"), *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_real_subprocess(seeded: str) -> None:
+    ok = run_backfill("months", "--status", "pending", "--year", "2023", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["total"] == 12
+
+    down = run_backfill("stats", DATABASE_URL="postgresql://u:hidden-pw@127.0.0.1:9/x")
+    assert down.returncode == 2
+    assert down.stderr.startswith("Error: database unreachable at 127.0.0.1:9/x")
+    assert len(down.stderr.strip().splitlines()) == 1 and "hidden-pw" not in down.stderr
+    assert down.stdout == ""
+
+    bad = run_backfill("stats", DATABASE_URL="mysql://localhost/x")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "Error: invalid setting DATABASE_URL: must be a PostgreSQL URL "
+        "(postgresql+psycopg://...) (got 'mysql://localhost/x')"
+    ]
+
+
+def test_sandbox_command_serves_the_emulator(committed_db: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "backfill"), "sandbox", "--port", str(port),
+         "--config", '{"seed": 7}'],
+        cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                stats = requests.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert stats.status_code == 200 and "calls" in stats.json()
+        taken = run_backfill("sandbox", "--port", str(port))
+        assert taken.returncode == 2
+        assert taken.stderr.startswith("Error: sandbox: ")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = CliRunner().invoke(cli, ["sandbox", "--config", "{nope"])
+    assert bad.exit_code == 2 and bad.output.startswith("Error: --config: ")
