@@ -19,7 +19,10 @@ broker_url = _settings.celery_broker_url
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying through a broker restart
 broker_heartbeat = 30
-broker_pool_limit = 4
+# broker_pool_limit stays at Celery's default (10): Flower runs its ~8 inspect
+# commands at once on the shared producer pool, and with a smaller pool its
+# event receiver's wake-up broadcast waits forever for a producer, so Flower
+# never sees a task.
 # Publisher confirms: a publish that the broker did not take raises.
 broker_transport_options = {"confirm_publish": True}
 
