@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):
     """A setting has a value the service cannot start with."""
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,8 +29,10 @@ SEED_BATCH_SIZE = 20
 MIN_YEAR, MAX_YEAR = 1900, 2100
 
 
-@dataclass(frozen=True)
-class SeedResult:
+class SeedResult(NamedTuple):
+    """How many months a seed inserted, and how many were already there
+    (``inserted, existing = seed_months(session)`` works too)."""
+
     inserted: int
     existing: int
 
@@ -81,6 +83,19 @@ class ScheduleResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     reaped: list[str] = field(default_factory=list)
     blocked_until: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dispatched(self) -> list[MonthInfo]:
+        """The months claimed *and* published (none in a dry run)."""
+        if self.dry_run:
+            return []
+        failed = {(e.get("year"), e.get("month")) for e in self.errors}
+        return [m for m in self.months if (m.year, m.month) not in failed]
+
+    @property
+    def job_ids(self) -> dict[str, str]:
+        """``YYYY-MM`` -> job id of each dispatched month."""
+        return {m.label: str(m.job_id) for m in self.dispatched if m.job_id}
 
 
 def prompt_variant_for(year: int) -> str:

@@ -71,7 +71,10 @@ def schedule_task(
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=None,  # the month's retry_count in PostgreSQL is the budget
+    # Celery's retry limit, the same budget as the month's retry_count in
+    # PostgreSQL (BACKFILL_MAX_RETRIES, default 5); the row is the truth, see
+    # _retry_limit().
+    max_retries=get_settings().max_retries,
 )
 def process_month(
     self: Task,
@@ -87,11 +90,28 @@ def process_month(
         )
     except (OperationalError, DBAPIError) as exc:
         log.warning("database unreachable, retrying in %ss: %s", DB_RETRY_SECONDS, exc.orig or exc)
-        raise self.retry(countdown=DB_RETRY_SECONDS, exc=exc) from None
+        raise self.retry(
+            countdown=DB_RETRY_SECONDS, exc=exc, max_retries=_retry_limit(self)
+        ) from None
     if outcome.status == "retry":
         # Keep the job id: a month run by hand keeps the claim it took.
         kwargs = {"year": year, "month": month, "job_id": outcome.job_id, "batch_size": batch_size}
-        raise self.retry(args=(), kwargs=kwargs, countdown=outcome.countdown)
+        raise self.retry(
+            args=(), kwargs=kwargs, countdown=outcome.countdown, max_retries=_retry_limit(self)
+        )
     if outcome.status == "busy":
-        raise self.retry(countdown=max(get_settings().lease_seconds / 10, 1))
+        raise self.retry(
+            countdown=max(get_settings().lease_seconds / 10, 1), max_retries=_retry_limit(self)
+        )
     return outcome.status
+
+
+def _retry_limit(task: Task) -> int:
+    """The limit to pass to ``retry()``: never below this retry's number.
+
+    The month's ``retry_count`` decides when it has failed for good (the runner
+    marks it ``failed`` and no retry is asked for); Celery's own count also
+    includes retries that spent no budget (database unreachable, another
+    delivery still busy) and must not end a month that still has attempts left.
+    """
+    return max(task.max_retries or 0, task.request.retries + 1)

@@ -92,6 +92,7 @@ def test_bad_setting_fails_with_one_line_naming_it(
         load_settings()
     message = str(info.value)
     assert needle in message and "\n" not in message
+    assert isinstance(info.value, ValueError)
 
 
 def test_secret_values_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,8 +57,8 @@ def test_seed_inserts_300_months_with_variants_and_is_idempotent(session: Sessio
     assert {r.status for r in rows} == {"pending"} and {r.batch_size for r in rows} == {20}
     assert all(r.prompt_variant == "contemporary-notable" for r in rows if r.year >= 2020)
     assert all(r.prompt_variant == "baseline" for r in rows if r.year < 2020)
-    again = scheduler.seed_months(session)
-    assert (again.inserted, again.existing) == (0, 300)
+    inserted, existing = scheduler.seed_months(session)  # unpacks like a pair
+    assert (inserted, existing) == (0, 300)
     assert session.scalar(select(func.count()).select_from(BackfillLog)) == 300
 
 
@@ -208,6 +208,7 @@ def test_claim_marks_processing_and_publishes_one_message_per_month(
     result = scheduler.schedule(seeded, batch_size=3)
     assert labels(result) == ["2024-12", "2024-11", "2024-10"]
     assert result.triggered == 3 and result.errors == []
+    assert [m.label for m in result.dispatched] == labels(result)
     rows = {
         r.label: r
         for r in seeded.scalars(select(BackfillLog).where(BackfillLog.status == "processing"))
@@ -224,6 +225,7 @@ def test_claim_marks_processing_and_publishes_one_message_per_month(
         assert set(kw) == {"job_id", "year", "month", "batch_size"}
         row = rows[f"{kw['year']:04d}-{kw['month']:02d}"]
         assert kw["job_id"] == str(row.job_id) and kw["batch_size"] == 20
+        assert result.job_ids[row.label] == kw["job_id"]
     attempts = seeded.scalars(select(MonthAttempt)).all()
     assert len(attempts) == 3 and {a.outcome for a in attempts} == {"running"}
     last = seeded.scalar(select(ControlState.value).where(ControlState.key == "last_schedule"))
@@ -263,6 +265,7 @@ def test_publish_failure_counts_against_the_retry_budget(seeded: Session) -> Non
             seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher
         )
         assert result.triggered == 0 and len(result.errors) == 1
+        assert result.dispatched == [] and result.job_ids == {}
         row = scheduler.get_month(seeded, 2024, 12)
         seeded.refresh(row)
         assert row.retry_count == attempt and row.last_retry_at is not None
@@ -326,3 +329,11 @@ def test_concurrent_schedulers_claim_each_month_at_most_once(committed_db: str, 
     with factory() as s:
         assert s.scalar(select(func.count()).where(BackfillLog.status == "processing")) == 300
         assert s.scalar(select(func.count()).select_from(MonthAttempt)) == 300
+
+
+def test_process_month_task_declares_the_retry_budget() -> None:
+    from backfill.tasks import process_month
+
+    assert process_month.name == "backfill.process_month"
+    assert process_month.max_retries == 5
+    assert process_month.acks_late and process_month.reject_on_worker_lost
