@@ -14,6 +14,7 @@ from backfill.config import Settings
 from backfill.db import session_factory
 from backfill.exceptions import ProviderError, ProviderRefused, QuotaExhausted
 from backfill.providers import GeminiClient, IsbndbClient, XaiClient, prompts
+from backfill.providers.isbndb import MAX_RATE_LIMITED_TRIES
 from tests.pipeline_support import assert_ledger_matches, make_settings
 from tests.sandbox_fixture import Sandbox
 
@@ -204,6 +205,22 @@ def test_isbndb_429_waits_and_retries_and_every_try_is_in_the_ledger(
     assert assert_ledger_matches(sandbox, committed_db)["isbndb"] == client.calls
 
 
+def test_isbndb_limit_exceeded_for_the_rate_is_waited_out_not_taken_for_the_quota(
+    sandbox: Sandbox, settings: Settings, committed_db: str
+) -> None:
+    # ISBNdb documents 429 {"message": "Limit Exceeded"} for any request limit:
+    # a per-second one clears after a wait and must not close the day.
+    sandbox.configure(isbndb_rate_per_second=1, isbndb_rate_message="Limit Exceeded")
+    isbn = next(b["isbn13"] for b in sandbox.truth(2024, 5)["books"] if b["kind"] == "isbn")
+    client = IsbndbClient(settings)
+    for _ in range(3):
+        assert client.book(isbn) is not None
+    assert sandbox.stats()["by_status"]["isbndb"].get("429", 0) >= 1
+    with session_factory(committed_db)() as session:
+        assert quota.blocked_providers(session, settings) == {}
+    assert assert_ledger_matches(sandbox, committed_db)["isbndb"] == client.calls
+
+
 @pytest.mark.parametrize("status", [429, 403])
 def test_isbndb_daily_quota_answer_marks_the_day_exhausted(
     status: int, sandbox: Sandbox, settings: Settings, committed_db: str
@@ -217,7 +234,10 @@ def test_isbndb_daily_quota_answer_marks_the_day_exhausted(
     assert caught.value.provider == "isbndb"
     with pytest.raises(QuotaExhausted):  # the ledger now refuses before any request
         client.search_title("anything")
-    assert assert_ledger_matches(sandbox, committed_db)["isbndb"] == 3
+    # a bare 429 "Limit Exceeded" is first waited out as the per-second limit;
+    # an answer that names the day is the quota at once
+    refused = MAX_RATE_LIMITED_TRIES if status == 429 else 1
+    assert assert_ledger_matches(sandbox, committed_db)["isbndb"] == 2 + refused
 
 
 # Refusals the sandbox does not produce: the answer parsing alone, on the documented shapes.

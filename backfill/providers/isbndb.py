@@ -24,7 +24,8 @@ import requests
 from stdnum import isbn as stdisbn
 from stdnum.exceptions import ValidationError
 
-from backfill.exceptions import ProviderError
+from backfill import quota
+from backfill.exceptions import ProviderError, QuotaExhausted
 from backfill.providers.base import ProviderClient, mentions_daily_quota
 
 log = logging.getLogger(__name__)
@@ -90,26 +91,33 @@ class IsbndbClient(ProviderClient):
             if response.status_code == 404:
                 return None
             if response.status_code == 429 and not self._is_daily_quota_answer(response):
-                wait = _retry_after(response)
-                log.warning(
-                    "isbndb rate limited (try %d of %d), waiting %.1fs",
-                    attempt,
-                    MAX_RATE_LIMITED_TRIES,
-                    wait,
-                )
                 if attempt < MAX_RATE_LIMITED_TRIES:
+                    wait = _retry_after(response)
+                    log.warning(
+                        "isbndb rate limited (try %d of %d), waiting %.1fs",
+                        attempt,
+                        MAX_RATE_LIMITED_TRIES,
+                        wait,
+                    )
                     time.sleep(wait)
                     continue
+                if mentions_daily_quota(response, ("limit exceeded",)):
+                    # Still "Limit Exceeded" after waiting out the rate window:
+                    # the key's daily calls are spent.
+                    resets_at = quota.mark_exhausted(self.name, self.settings)
+                    raise QuotaExhausted(self.name, resets_at, self._error_text(response))
             return self._json(response)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _is_daily_quota_answer(self, response: requests.Response) -> bool:
-        # ISBNdb sits behind AWS API Gateway: a spent usage-plan quota is
-        # 429 "Limit Exceeded" (the answer ISBNdb documents for "the key reaches
-        # the request limit"), the per-second throttle 429 "Too Many Requests".
-        # Some keys get a 403 that names the daily hits instead.
+        # ISBNdb documents one answer for "the key reaches the request limit":
+        # 429 {"message": "Limit Exceeded"} -- the per-second limit and the
+        # day's quota alike. An answer that names the day (some keys get a 403
+        # "daily hits reached") is the quota at once; a bare "Limit Exceeded"
+        # is first waited out as a rate limit and only taken for the day's
+        # quota when it persists (see _get_json).
         return response.status_code in (403, 429) and mentions_daily_quota(
-            response, ("limit exceeded", "daily", "per day", "quota")
+            response, ("daily", "per day", "quota")
         )
 
 

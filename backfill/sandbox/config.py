@@ -81,6 +81,9 @@ class SandboxConfig(BaseModel):
     isbndb_rate_per_second: int = Field(default=1000, ge=1)
     isbndb_daily_limit: int | None = Field(default=None, ge=0)  # None: unlimited
     isbndb_daily_status: Literal[429, 403] = 429
+    # The per-second refusal's message: API Gateway's throttle answer, or the
+    # "Limit Exceeded" ISBNdb's documentation gives for any request limit.
+    isbndb_rate_message: Literal["Too Many Requests", "Limit Exceeded"] = "Too Many Requests"
     quota_exhausted: ProviderFlags = ProviderFlags()
     fail_months: dict[str, FailMonth] = {}
     reject_keys: list[str] = []

@@ -48,7 +48,7 @@ def _gate(state: SandboxState) -> Response | None:
     if refusal == "daily":
         return answer(errors.isbndb_daily_quota(state.config.isbndb_daily_status))
     if refusal == "rate":
-        return answer(errors.isbndb(429))
+        return answer(errors.isbndb(429, state.config.isbndb_rate_message))
     outcome = faults.isbndb_outcome(state)
     if outcome.kind == faults.ERROR:
         return answer(errors.isbndb(outcome.status))
