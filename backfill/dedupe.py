@@ -1,9 +1,10 @@
 """Validate and merge the generators' lists into one list of distinct books.
 
 * ISBNs are checked with python-stdnum (checksum and 978/979 prefix); ISBN-10s
-  become ISBN-13s. An invalid ISBN is dropped from the book (never looked up,
-  never stored) and counted; the book itself stays, ISBN-less, because the
-  title may still be real (it then goes to title search).
+  become ISBN-13s. A book whose ISBN fails the check keeps it in
+  ``invalid_isbn``: unless another entry for the same book brings a valid ISBN
+  or none at all, the pipeline counts it as a hallucination and drops it (never
+  looked up, never stored).
 * Two entries are the same book when their normalised titles and first authors
   are both at least ``threshold`` similar (rapidfuzz, 0..1).
 """
@@ -22,6 +23,8 @@ from stdnum.exceptions import ValidationError
 from backfill.providers.base import BookCandidate, Generation
 
 _NON_WORD = re.compile(r"[^\w]+")
+_BRACKETED = re.compile(r"[(\[][^)\]]*[)\]]")
+_SUBTITLE = re.compile(r"\s*(?::|;|\s[-\u2013\u2014]\s)")
 
 
 @dataclass
@@ -64,16 +67,28 @@ def normalise_name(name: str) -> str:
     return normalise(name)
 
 
+def core_title(title: str) -> str:
+    """The title without series notes and subtitle, normalised:
+    'Dune (Dune Chronicles, Book 1)' -> 'dune', 'Beloved: A Novel' -> 'beloved'."""
+    bare = _BRACKETED.sub(" ", title)
+    core = normalise(_SUBTITLE.split(bare, maxsplit=1)[0])
+    return core or normalise(title)
+
+
 def title_similarity(a: str, b: str) -> float:
-    """0..1; a subtitle on one side ('X' vs 'X: A Novel') does not lower the score."""
+    """0..1; a subtitle or a series note on one side ('X' vs 'X: A Novel',
+    'X (Series, Book 1)') does not lower the score."""
     na, nb = normalise(a), normalise(b)
     if not na or not nb:
         return 0.0
     # token_set_ratio scores a subset as 100: only safe when the shorter title
     # has more than one word ('It' must not match 'It Ends with Us').
     if min(len(na.split()), len(nb.split())) >= 2:
-        return fuzz.token_set_ratio(na, nb) / 100
-    return fuzz.ratio(na, nb) / 100
+        score = fuzz.token_set_ratio(na, nb) / 100
+    else:
+        score = fuzz.ratio(na, nb) / 100
+    # The main titles alone, compared whole ('It' vs 'It Ends with Us' stays low).
+    return max(score, fuzz.ratio(core_title(a), core_title(b)) / 100)
 
 
 def author_similarity(a: str, b: str) -> float:
@@ -126,8 +141,8 @@ def _absorb(kept: Candidate, other: Candidate) -> None:
     kept.sources |= other.sources
     if not kept.isbn13 and other.isbn13:
         kept.isbn13, kept.invalid_isbn = other.isbn13, None
-    elif not kept.isbn13 and not kept.invalid_isbn:
-        kept.invalid_isbn = other.invalid_isbn
+    elif not kept.isbn13 and not other.invalid_isbn:
+        kept.invalid_isbn = None  # the other list names it without a made-up ISBN
     kept.authors = kept.authors or other.authors
     kept.publisher = kept.publisher or other.publisher
     kept.publication_date = kept.publication_date or other.publication_date

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -143,8 +144,15 @@ class MonthAttempt(Base):
     tokens_out: Mapped[int] = mapped_column(Integer, server_default="0")
     books_generated: Mapped[int] = mapped_column(Integer, server_default="0")
     isbns_resolved: Mapped[int] = mapped_column(Integer, server_default="0")
+    # ISBNs the generators made up (bad checksum): counted here, never kept.
+    invalid_isbns: Mapped[int] = mapped_column(Integer, server_default="0")
     model: Mapped[str | None] = mapped_column(Text)
     prompt_version: Mapped[str | None] = mapped_column(String(64))
+    # Wall time of the attempt, kept by PostgreSQL from the two timestamps.
+    duration_seconds: Mapped[Decimal | None] = mapped_column(
+        Numeric(12, 3),
+        Computed("round(extract(epoch from (finished_at - started_at)), 3)", persisted=True),
+    )
 
     month_row: Mapped[BackfillLog] = relationship(back_populates="attempt_history")
 

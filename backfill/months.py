@@ -323,6 +323,7 @@ def _record_attempt(attempt: MonthAttempt, stats: AttemptStats) -> None:
     attempt.tokens_out = stats.tokens_out
     attempt.books_generated = stats.books_generated
     attempt.isbns_resolved = stats.isbns_resolved
+    attempt.invalid_isbns = stats.invalid_isbns
     attempt.model = stats.model
     attempt.prompt_version = stats.prompt_version
     attempt.finished_at = func.clock_timestamp()

@@ -36,11 +36,11 @@ log = logging.getLogger(__name__)
 class AttemptStats:
     """What one attempt at a month did and cost.
 
-    * ``books_generated``: distinct books the generators returned, after merging
-      the two lists (fuzzy title + first author) -- every book with a title,
-      whether its ISBN was valid, absent, or invalid. A book whose ISBN failed
-      the checksum keeps its place here (it goes to title search without the
-      bad ISBN) and is *also* counted in ``invalid_isbns``.
+    * ``books_generated``: valid, distinct books the generators returned, after
+      merging the two lists (fuzzy title + first author): a book with a valid
+      ISBN or with none. A book whose only ISBN fails the checksum is a
+      hallucination: counted in ``invalid_isbns``, never looked up, never kept
+      (when the other generator gave the same book a valid ISBN, that one wins).
     * ``isbns_resolved``: distinct ISBN-13s those books resolved to (ISBNdb by
       ISBN or title search, or already in the catalog).
     * ``*_calls``: HTTP requests actually sent, each reserved in the quota ledger.
@@ -89,9 +89,10 @@ def run_month(
     generations = generate(year, month, prompt_variant, batch_size, stats, settings)
     beat()
 
-    candidates = merge(generations, settings.dedupe_threshold)
+    merged = merge(generations, settings.dedupe_threshold)
+    candidates = [c for c in merged if not c.invalid_isbn]
     stats.books_generated = len(candidates)
-    stats.invalid_isbns = sum(1 for c in candidates if c.invalid_isbn)
+    stats.invalid_isbns = len(merged) - len(candidates)
 
     def count_calls(n: int) -> None:
         stats.isbndb_calls += n

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from backfill.books import Lookup, load_books, load_lookups, remember, upsert_books
 from backfill.config import Settings
-from backfill.dedupe import Candidate, authors_match, normalise, title_similarity
+from backfill.dedupe import Candidate, authors_match, core_title, title_similarity
 from backfill.providers.isbndb import IsbndbClient, isbn13_of
 
 PRINT_BINDINGS = ("hardcover", "hardback", "paperback", "mass market", "library binding")
@@ -237,7 +237,7 @@ def _title_matches(candidate: Candidate, record: dict[str, Any], settings: Setti
 
 def _main_title(title: str) -> str:
     """The title without its subtitle, normalised: 'Beloved: A Novel' -> 'beloved'."""
-    return normalise(title.split(":")[0])
+    return core_title(title)
 
 
 def _binding_rank(record: dict[str, Any]) -> int:

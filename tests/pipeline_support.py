@@ -72,3 +72,21 @@ def stated_isbns(book: dict[str, Any], batch_size: int) -> list[str]:
 def valid_stated(book: dict[str, Any], batch_size: int) -> set[str]:
     """The valid ISBN-13s the generators quote for ``book``."""
     return {i for i in map(valid_isbn13, stated_isbns(book, batch_size)) if i}
+
+
+def hallucinated(book: dict[str, Any], batch_size: int) -> bool:
+    """Whether every generator that lists ``book`` quotes an ISBN failing its
+    checksum: the pipeline counts such a book and drops it."""
+    listed = [
+        answer
+        for provider, answer in book["answers"].items()
+        if answer and book["rank"][provider] is not None and book["rank"][provider] < batch_size
+    ]
+    return bool(listed) and all(
+        answer.get("isbn13") and not valid_isbn13(str(answer["isbn13"])) for answer in listed
+    )
+
+
+def kept(truth: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+    """The in-scope books the pipeline keeps (hallucinations left out)."""
+    return [book for book in truth if not hallucinated(book, batch_size)]

@@ -47,6 +47,10 @@ def test_normalise_folds_case_accents_and_punctuation() -> None:
 def test_subtitles_match_but_short_titles_do_not_swallow_long_ones() -> None:
     assert title_similarity("The Women", "The Women: A Novel") == 1.0
     assert title_similarity("It", "It Ends with Us") < 0.6
+    # ISBNdb's titles often carry the series: still the same book
+    assert title_similarity("Dune", "Dune (Dune Chronicles, Book 1)") == 1.0
+    assert title_similarity("The Road", "The Road - A Novel") == 1.0
+    assert title_similarity("Dune", "Dune Messiah") < 0.6
 
 
 def test_merge_drops_duplicates_across_and_within_lists() -> None:
@@ -84,9 +88,18 @@ def test_same_title_by_different_authors_stays_two_books() -> None:
     assert len(merged) == 2
 
 
-def test_invalid_isbn_is_dropped_and_remembered_but_the_book_stays() -> None:
+def test_invalid_isbn_is_never_the_books_isbn_and_marks_a_hallucination() -> None:
     merged = merge([generation("gemini", book("Beloved", "Toni Morrison", "9780394535979"))], 0.6)
     assert merged[0].isbn13 is None and merged[0].invalid_isbn == "9780394535979"
+    # the other generator names the same book without an ISBN: not made up
+    merged = merge(
+        [
+            generation("gemini", book("Beloved", "Toni Morrison", "9780394535979")),
+            generation("xai", book("Beloved", "Toni Morrison", None, source="xai")),
+        ],
+        0.6,
+    )
+    assert (merged[0].isbn13, merged[0].invalid_isbn) == (None, None)
     # the other generator's valid ISBN for the same book wins
     merged = merge(
         [

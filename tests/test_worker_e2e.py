@@ -102,7 +102,11 @@ def test_pending_to_processing_to_completed(stack: Any, sandbox: Any) -> None:
         expected = round(done.isbns_resolved / done.books_generated * 100, 2)
         assert float(done.resolution_rate) == pytest.approx(expected)
         assert len(books_of(stack.url, 2024, month)) == done.isbns_resolved
-        assert [a.outcome for a in attempts(stack.url, 2024, month)] == ["completed"]
+        (attempt,) = attempts(stack.url, 2024, month)
+        assert attempt.outcome == "completed"
+        assert attempt.duration_seconds is not None and attempt.duration_seconds > 0
+        assert attempt.prompt_version and attempt.model and attempt.tokens_in > 0
+        assert attempt.books_generated == done.books_generated
 
 
 def test_transient_failures_retry_with_counts_then_complete(stack: Any, sandbox: Any) -> None:

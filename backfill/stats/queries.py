@@ -167,9 +167,7 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
             job_id=str(a.job_id) if a.job_id else None,
             started_at=a.started_at,
             finished_at=a.finished_at,
-            duration_seconds=(a.finished_at - a.started_at).total_seconds()
-            if a.finished_at
-            else None,
+            duration_seconds=float(a.duration_seconds) if a.duration_seconds is not None else None,
             outcome=a.outcome,
             error=a.error,
             worker=a.worker,
@@ -180,6 +178,7 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
             tokens_out=a.tokens_out,
             books_generated=a.books_generated,
             isbns_resolved=a.isbns_resolved,
+            invalid_isbns=a.invalid_isbns,
             model=a.model,
             prompt_version=a.prompt_version,
         )

@@ -117,6 +117,7 @@ class Attempt(_Report):
     tokens_out: int
     books_generated: int
     isbns_resolved: int
+    invalid_isbns: int
     model: str | None
     prompt_version: str | None
 
