@@ -303,3 +303,17 @@ def test_one_bad_entry_does_not_spoil_the_list() -> None:
         '{"books": [{"title": "Kept", "authors": "One Author", "isbn13": null}, {"authors": []}]}',
     )
     assert [(b.title, b.authors, b.isbn) for b in books] == [("Kept", ["One Author"], None)]
+
+
+def test_answers_in_near_shapes_are_read_too() -> None:
+    # a bare list, a single "author", "isbn_13" / an ISBN-10 under "isbn"
+    books = prompts.parse_books(
+        "xai",
+        '[{"title": "Dune", "author": "Frank Herbert", "isbn_13": "9780441013593"},'
+        ' {"title": "Beloved", "authors": ["Toni Morrison"], "isbn": "0394535979",'
+        ' "published_date": "1987-09"}]',
+    )
+    assert [(b.title, b.authors, b.isbn, b.publication_date) for b in books] == [
+        ("Dune", ["Frank Herbert"], "9780441013593", None),
+        ("Beloved", ["Toni Morrison"], "0394535979", "1987-09"),
+    ]

@@ -132,6 +132,14 @@ def _text(value: Any) -> str | None:
     return str(value).strip() or None
 
 
+def _first(item: dict[str, Any], *keys: str) -> Any:
+    """The first non-empty value among ``keys`` (the schema's name comes first)."""
+    for key in keys:
+        if item.get(key) not in (None, "", []):
+            return item[key]
+    return None
+
+
 def parse_books(provider: str, text: str) -> list[BookCandidate]:
     """Parse an answer ``{"books": [...]}`` strictly.
 
@@ -143,7 +151,10 @@ def parse_books(provider: str, text: str) -> list[BookCandidate]:
         data = json.loads(text)
     except ValueError:
         raise ProviderError(provider, "malformed answer: not JSON") from None
-    items = data.get("books") if isinstance(data, dict) else None
+    # The schema asks for {"books": [...]}; a bare list of books is taken too.
+    items = (
+        data if isinstance(data, list) else data.get("books") if isinstance(data, dict) else None
+    )
     if not isinstance(items, list):
         raise ProviderError(provider, 'malformed answer: no "books" list')
     books: list[BookCandidate] = []
@@ -152,7 +163,7 @@ def parse_books(provider: str, text: str) -> list[BookCandidate]:
             if not isinstance(item, dict):
                 raise TypeError("not an object")
             title = _text(item.get("title"))
-            authors = item.get("authors") or []
+            authors = _first(item, "authors", "author") or []
             if isinstance(authors, str):
                 authors = [authors]
             if not title or not isinstance(authors, list):
@@ -162,8 +173,10 @@ def parse_books(provider: str, text: str) -> list[BookCandidate]:
                     title=title,
                     authors=[a for a in (_text(x) for x in authors) if a],
                     publisher=_text(item.get("publisher")),
-                    publication_date=_text(item.get("publication_date")),
-                    isbn=_text(item.get("isbn13", item.get("isbn"))),
+                    publication_date=_text(
+                        _first(item, "publication_date", "published_date", "date_published")
+                    ),
+                    isbn=_text(_first(item, "isbn13", "isbn_13", "isbn", "isbn10", "isbn_10")),
                     reason=_text(item.get("reason")),
                     source=provider,
                 )
