@@ -11,7 +11,14 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -32,6 +39,31 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http(s) URL such as https://host[:port]")
     return value.rstrip("/")
+
+
+# ISBNdb's plans (isbndb.com/isbn-database and the API v2 documentation): daily
+# calls, requests per second, ISBNs per bulk POST /books, and the endpoint the
+# faster rate is served on.
+ISBNDB_PLANS: dict[str, dict[str, Any]] = {
+    "basic": {
+        "isbndb_daily_limit": 5000,
+        "isbndb_rate_per_second": 1,
+        "isbndb_bulk_size": 100,
+        "isbndb_base_url": "https://api2.isbndb.com",
+    },
+    "premium": {
+        "isbndb_daily_limit": 15000,
+        "isbndb_rate_per_second": 3,
+        "isbndb_bulk_size": 1000,
+        "isbndb_base_url": "https://api.premium.isbndb.com",
+    },
+    "pro": {
+        "isbndb_daily_limit": 50000,
+        "isbndb_rate_per_second": 5,
+        "isbndb_bulk_size": 1000,
+        "isbndb_base_url": "https://api.pro.isbndb.com",
+    },
+}
 
 
 class Settings(BaseSettings):
@@ -62,6 +94,8 @@ class Settings(BaseSettings):
     xai_model: str = _env("XAI_MODEL", default="grok-3-mini")
     xai_enabled: bool = _env("XAI_ENABLED", default=True)
     isbndb_api_key: SecretStr | None = _env("ISBNDB_API_KEY", default=None)
+    # The subscription: sets the four ISBNdb values below unless each is given.
+    isbndb_plan: Literal["basic", "premium", "pro"] = _env("ISBNDB_PLAN", default="basic")
     isbndb_base_url: str = _env("ISBNDB_BASE_URL", default="https://api2.isbndb.com")
     isbndb_bulk_enabled: bool = _env("ISBNDB_BULK_ENABLED", default=True)
     isbndb_bulk_size: int = _env("ISBNDB_BULK_SIZE", default=100, ge=1, le=1000)
@@ -119,6 +153,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_http(cls, value: str) -> str:
         return _http_url(value)
+
+    @model_validator(mode="after")
+    def _apply_isbndb_plan(self) -> Settings:
+        """Fill the ISBNdb values the environment left unset from the plan."""
+        for name, value in ISBNDB_PLANS[self.isbndb_plan].items():
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, value)
+        return self
 
     @property
     def uses_sandbox_keys(self) -> bool:

@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             env[f"{name}_API_KEY"] = "sandbox-key"
         # The sandbox plays a Premium ISBNdb plan (3 requests/s) to keep the demo short.
         env.setdefault("ISBNDB_RATE_PER_SECOND", "3")
+        env.setdefault(
+            "SANDBOX_ARGS",
+            f"--isbndb-rate {env['ISBNDB_RATE_PER_SECOND']} --isbndb-daily-limit 15000",
+        )
         procfile = "Procfile.dev"
         console.print(
             f"No API keys set: using the local sandbox emulator at {sandbox} "

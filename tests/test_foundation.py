@@ -134,3 +134,25 @@ def test_duplicate_year_month_rejected(session: Session) -> None:
 def test_rollback_fixture_isolates_tests(session: Session) -> None:
     assert session.scalar(text("SELECT count(*) FROM backfill_log")) == 0
     _month(session, month=5)
+
+
+@pytest.mark.parametrize(
+    ("plan", "daily", "rate", "bulk", "host"),
+    [
+        ("basic", 5000, 1, 100, "api2.isbndb.com"),
+        ("premium", 15000, 3, 1000, "api.premium.isbndb.com"),
+        ("pro", 50000, 5, 1000, "api.pro.isbndb.com"),
+    ],
+)
+def test_isbndb_plan_sets_limits_unless_each_is_given(
+    plan: str, daily: int, rate: int, bulk: int, host: str
+) -> None:
+    s = load_settings(ISBNDB_PLAN=plan)
+    assert (s.isbndb_daily_limit, s.isbndb_rate_per_second, s.isbndb_bulk_size) == (
+        daily,
+        rate,
+        bulk,
+    )
+    assert s.isbndb_base_url == f"https://{host}"
+    s = load_settings(ISBNDB_PLAN=plan, ISBNDB_RATE_PER_SECOND=2)
+    assert (s.isbndb_rate_per_second, s.isbndb_daily_limit) == (2, daily)

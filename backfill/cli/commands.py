@@ -150,11 +150,34 @@ def resume() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=IntIn(0, 65535), default=8099, show_default=True)
 @click.option("--config", "config", help="fault configuration: a JSON object, or @file.json")
-def sandbox(host: str, port: int, config: str | None) -> None:
-    """Serve the local emulator of the Gemini, xAI and ISBNdb APIs (for tests and demos)."""
+@click.option(
+    "--isbndb-rate", type=IntIn(1, 100000), default=None, help="ISBNdb requests/s [default: 1]"
+)
+@click.option(
+    "--isbndb-daily-limit",
+    type=IntIn(0, 10**9),
+    default=None,
+    help="ISBNdb calls per day [default: 5000]",
+)
+def sandbox(
+    host: str,
+    port: int,
+    config: str | None,
+    isbndb_rate: int | None,
+    isbndb_daily_limit: int | None,
+) -> None:
+    """Serve the local emulator of the Gemini, xAI and ISBNdb APIs (for tests and demos).
+
+    It answers like the real APIs, with ISBNdb's default plan limits (1 request/s,
+    5,000 calls a day) unless told otherwise.
+    """
     from backfill.sandbox import serve  # an entry point of its own; loaded only here
 
-    faults = _json_object("--config", config) if config else None
+    faults = _json_object("--config", config) if config else {}
+    if isbndb_rate is not None:
+        faults["isbndb_rate_per_second"] = isbndb_rate
+    if isbndb_daily_limit is not None:
+        faults["isbndb_daily_limit"] = isbndb_daily_limit
     _check_free(host, port)
     try:
         serve(host, port, faults)

@@ -1,4 +1,5 @@
-"""``python -m backfill.sandbox --host 127.0.0.1 --port N [--config JSON]``."""
+"""``python -m backfill.sandbox --host 127.0.0.1 --port N [--config JSON]
+[--isbndb-rate N] [--isbndb-daily-limit N]``."""
 
 from __future__ import annotations
 
@@ -34,9 +35,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help='fault configuration as JSON, e.g. \'{"error_rate": {"gemini": 0.2}}\', or @file',
     )
+    parser.add_argument(
+        "--isbndb-rate", type=int, default=None, help="ISBNdb requests per second (default 1)"
+    )
+    parser.add_argument(
+        "--isbndb-daily-limit",
+        type=int,
+        default=None,
+        help="ISBNdb calls per day (default 5000)",
+    )
     args = parser.parse_args(argv)
     try:
-        config = _config(args.config) if args.config else None
+        config = _config(args.config) if args.config else {}
+        if args.isbndb_rate is not None:
+            config["isbndb_rate_per_second"] = args.isbndb_rate
+        if args.isbndb_daily_limit is not None:
+            config["isbndb_daily_limit"] = args.isbndb_daily_limit
         serve(args.host, args.port, config)
     except (ValueError, OSError, ConfigError) as exc:
         print(f"backfill sandbox: {exc}", file=sys.stderr)

@@ -44,10 +44,16 @@ def make_sandbox_server(
     )
 
 
+# Served as a process, the sandbox holds ISBNdb's default plan like the real API
+# does (the service's own defaults: 1 request/s, 5,000 calls a day); the config
+# given on the command line overrides either.
+SERVED_LIMITS: dict[str, Any] = {"isbndb_rate_per_second": 1, "isbndb_daily_limit": 5000}
+
+
 def serve(host: str, port: int, config: dict[str, Any] | None = None) -> None:
     """Serve the sandbox on ``host:port`` until interrupted (threaded, blocking)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    server = make_sandbox_server(host, port, config, quiet=False)
+    server = make_sandbox_server(host, port, {**SERVED_LIMITS, **(config or {})}, quiet=False)
     print(f"backfill sandbox listening on http://{host}:{server.port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
