@@ -8,6 +8,7 @@ with a 500 that does not leak internals.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -65,8 +66,15 @@ def error_response(
 
 
 def _loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    path = ".".join(str(part) for part in loc)
+    # pydantic adds union members and validator tags to the location
+    # ('year_range.YearRange.start.function-before[...]'); keep the field path.
+    path = ".".join(
+        str(part) for part in loc if isinstance(part, int) or _FIELD.fullmatch(str(part))
+    )
     return f"{prefix}.{path}" if prefix and path else (path or prefix or "body")
+
+
+_FIELD = re.compile(r"[a-z_][A-Za-z0-9_]*")
 
 
 def validation_error(exc: ValidationError, prefix: str = "") -> ApiError:

@@ -10,11 +10,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from backfill.stats import MonthRow
 
-Year = Annotated[int, Field(ge=1900, le=2100)]
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: ``17.0`` is the integer 17 (as JSON Schema's
+    ``integer`` says); ``1.5`` stays a float and is refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _not_null(value: Any) -> Any:
+    """An optional field may be left out, but ``null`` is not a value for it."""
+    if value is None:
+        raise ValueError("must not be null; leave the field out for the default")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+Year = Annotated[int, Field(ge=1900, le=2100), BeforeValidator(_integral)]
 Status = Literal["pending", "processing", "completed", "failed", "retry"]
 MONTH_PATTERN = r"^(19\d\d|20\d\d|2100)-(0[1-9]|1[0-2])$"
 
@@ -28,17 +46,25 @@ class StrictBody(BaseModel):
 class YearRange(StrictBody):
     """Years to consider, inclusive, in either order (the original sends 2024 -> 2000)."""
 
-    start: Year | None = Field(default=None, description="one end; default BACKFILL_YEAR_END")
-    end: Year | None = Field(default=None, description="other end; default BACKFILL_YEAR_START")
+    start: Year | SkipJsonSchema[None] = Field(
+        default=None, description="one end; default BACKFILL_YEAR_END"
+    )
+    end: Year | SkipJsonSchema[None] = Field(
+        default=None, description="other end; default BACKFILL_YEAR_START"
+    )
+
+    _no_null = field_validator("start", "end", mode="before")(_not_null)
 
 
 class ScheduleRequest(StrictBody):
-    batch_size: int = Field(
+    batch_size: JsonInt = Field(
         default=10, ge=1, le=50, description="months to claim (default BACKFILL_BATCH_SIZE)"
     )
     dry_run: bool = Field(default=False, description="list the candidates, claim nothing")
     force_retry: bool = Field(default=False, description="also take failed months")
-    year_range: YearRange | None = None
+    year_range: YearRange | SkipJsonSchema[None] = None
+
+    _no_null = field_validator("year_range", mode="before")(_not_null)
 
 
 class SeedRequest(StrictBody):
