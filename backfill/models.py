@@ -205,6 +205,24 @@ class QuotaUsage(Base):
     exhausted: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
+class ApiCallOutcome(Base):
+    """Every external request sent, counted by provider and how it ended
+    (``ok``, ``not_found``, ``rate_limited``, ``quota_exhausted``, ``refused``,
+    ``client_error``, ``server_error``, ``timeout``, ``network_error``)."""
+
+    __tablename__ = "api_call_outcomes"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(24), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )
+
+
 class ControlState(Base):
     """Small operator state shared by every process: paused, last schedule run."""
 

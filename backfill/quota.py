@@ -216,6 +216,29 @@ def _prune(conn: Connection, provider: str, window: str, now: dt.datetime) -> No
     )
 
 
+_RECORD_OUTCOME = text(
+    """
+    INSERT INTO api_call_outcomes (provider, outcome, calls) VALUES (:provider, :outcome, 1)
+    ON CONFLICT (provider, outcome) DO UPDATE
+        SET calls = api_call_outcomes.calls + 1, updated_at = clock_timestamp()
+    """
+)
+
+
+def record_outcome(provider: str, outcome: str, settings: Settings | None = None) -> None:
+    """Count how one request sent to ``provider`` ended (for ``/metrics``).
+
+    Best effort: the request was made and paid for in the ledger already, so a
+    database hiccup here is logged, never raised into the month's work.
+    """
+    settings = settings or get_settings()
+    try:
+        with get_engine(settings.database_url).begin() as conn:
+            conn.execute(_RECORD_OUTCOME, {"provider": provider, "outcome": outcome})
+    except Exception as exc:  # counting must never fail a month
+        log.warning("could not count a %s call (%s): %s", provider, outcome, type(exc).__name__)
+
+
 def mark_exhausted(provider: str, settings: Settings | None = None) -> dt.datetime:
     """Record that ``provider`` itself said the day's quota is gone; returns the reset time.
 

@@ -39,7 +39,15 @@ os.environ["DATABASE_URL"] = str(make_url(ADMIN_URL).set(database=TEST_DB).rende
 os.environ["BACKFILL_TASK_QUEUE"] = TEST_QUEUE
 os.environ.setdefault("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 os.environ["BACKFILL_CRON_SECRET"] = "test-cron-secret"
-TABLES = ("month_attempts", "books", "lookup_cache", "quota_usage", "control_state", "backfill_log")
+TABLES = (
+    "month_attempts",
+    "books",
+    "lookup_cache",
+    "quota_usage",
+    "api_call_outcomes",
+    "control_state",
+    "backfill_log",
+)
 
 
 def create_database(name: str) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from backfill.config import get_settings
-from backfill.models import ControlState, QuotaUsage
+from backfill.models import ApiCallOutcome, ControlState, QuotaUsage
 from backfill.quota import day_start
 from backfill.web import create_app
 from tests.webutil import add_attempt, add_month
@@ -48,8 +48,11 @@ def test_metrics_on_an_empty_database(app: Flask) -> None:
         get_settings().isbndb_daily_limit
     )
     assert value(samples, "backfill_paused") == 0
-    # never scheduled: no made-up age
-    assert not any(name == "backfill_seconds_since_last_schedule" for name, _ in samples)
+    # never scheduled: infinitely long ago (an alert on the age fires), no timestamp
+    assert value(samples, "backfill_seconds_since_last_schedule") == float("inf")
+    assert not any(name == "backfill_last_schedule_timestamp_seconds" for name, _ in samples)
+    for provider in ("gemini", "xai", "isbndb"):
+        assert value(samples, "backfill_api_calls_total", provider=provider, outcome="ok") == 0
 
 
 def test_metrics_match_the_database(app: Flask, session: Session) -> None:
@@ -87,10 +90,15 @@ def test_metrics_match_the_database(app: Flask, session: Session) -> None:
     assert value(samples, "backfill_isbns_resolved") == 20
     assert value(samples, "backfill_books_generated") == 30
     assert value(samples, "backfill_books_stored") == 2
-    assert value(samples, "backfill_api_calls_total", provider="gemini", outcome="completed") == 2
-    assert value(samples, "backfill_api_calls_total", provider="isbndb", outcome="completed") == 4
-    assert value(samples, "backfill_api_calls_total", provider="gemini", outcome="failed") == 2
-    assert value(samples, "backfill_api_calls_total", provider="gemini", outcome="running") == 9
+    calls = {("gemini", "ok"): 5, ("gemini", "server_error"): 2, ("isbndb", "ok"): 3}
+    calls |= {("isbndb", "not_found"): 1, ("isbndb", "rate_limited"): 2}
+    for (provider, outcome), n in calls.items():
+        session.add(ApiCallOutcome(provider=provider, outcome=outcome, calls=n))
+    session.flush()
+    samples = scrape(app)
+    for (provider, outcome), n in calls.items():
+        assert value(samples, "backfill_api_calls_total", provider=provider, outcome=outcome) == n
+    assert value(samples, "backfill_api_calls_total", provider="xai", outcome="ok") == 0
     assert value(samples, "backfill_quota_used", provider="isbndb") == 7
     assert value(samples, "backfill_quota_remaining", provider="isbndb") == (
         settings.isbndb_daily_limit - 7

@@ -108,6 +108,16 @@ def test_a_month_merges_both_lists_and_resolves_every_resolvable_book(
     ledger = assert_ledger_matches(sandbox, committed_db)
     assert ledger["isbndb"] == stats.isbndb_calls
     assert sandbox.stats()["by_month"] == {"2024-05": {"gemini": 1, "xai": 1}}
+    # every request is also counted by how it ended (the /metrics counter)
+    with session_factory(committed_db)() as session:
+        outcomes = session.execute(
+            text("SELECT provider, outcome, calls FROM api_call_outcomes")
+        ).all()
+    by_provider: dict[str, int] = {}
+    for provider, _, n in outcomes:
+        by_provider[provider] = by_provider.get(provider, 0) + int(n)
+    assert by_provider == {"gemini": 1, "xai": 1, "isbndb": stats.isbndb_calls}
+    assert {o for _, o, _ in outcomes} <= {"ok", "not_found"}
 
 
 def test_baseline_variant_for_an_old_month(run: Runner, sandbox: Sandbox) -> None:

@@ -81,12 +81,31 @@ class ProviderClient:
         self.calls += 1
         timeout = self.settings.http_timeout_seconds
         try:
-            return self.http.request(method, url, timeout=timeout, **kwargs)
+            response = self.http.request(method, url, timeout=timeout, **kwargs)
         except requests.Timeout:
+            quota.record_outcome(self.name, "timeout", self.settings)
             raise ProviderError(self.name, f"no answer within {timeout:g}s") from None
         except requests.RequestException as exc:
+            quota.record_outcome(self.name, "network_error", self.settings)
             # The exception text can hold the URL but never a header, so no key leaks.
             raise ProviderError(self.name, f"request failed: {type(exc).__name__}") from None
+        quota.record_outcome(self.name, self._outcome(response), self.settings)
+        return response
+
+    def _outcome(self, response: requests.Response) -> str:
+        """How a request ended, as ``/metrics`` labels it."""
+        status = response.status_code
+        if status < 400:
+            return "ok"
+        if status == 404:
+            return "not_found"
+        if self._is_daily_quota_answer(response):
+            return "quota_exhausted"
+        if status == 429:
+            return "rate_limited"
+        if status in (401, 403):
+            return "refused"
+        return "server_error" if status >= 500 else "client_error"
 
     def _error_text(self, response: requests.Response) -> str:
         """A short description of an error answer (status plus the API's message)."""

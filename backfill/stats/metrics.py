@@ -40,7 +40,7 @@ class MetricsSnapshot:
     isbns_resolved: int
     books_generated: int
     books_stored: int
-    # (provider, attempt outcome) -> calls made by attempts with that outcome
+    # (provider, call outcome) -> requests sent that ended that way
     api_calls: dict[tuple[str, str], int]
     quota: dict[str, dict[str, Any]]
     durations: dict[str, Histogram]  # by attempt outcome
@@ -50,16 +50,11 @@ class MetricsSnapshot:
 
 
 def _api_calls(session: Session) -> dict[tuple[str, str], int]:
-    rows = session.execute(
-        text(
-            "SELECT outcome, sum(gemini_calls) AS gemini, sum(xai_calls) AS xai,"
-            " sum(isbndb_calls) AS isbndb FROM month_attempts GROUP BY outcome"
-        )
-    ).mappings()
-    calls: dict[tuple[str, str], int] = {}
-    for row in rows:
-        for provider in PROVIDERS:
-            calls[(provider, str(row["outcome"]))] = int(row[provider] or 0)
+    """Requests by provider and how they ended; ``ok`` is always there (0 before any)."""
+    calls: dict[tuple[str, str], int] = {(provider, "ok"): 0 for provider in PROVIDERS}
+    rows = session.execute(text("SELECT provider, outcome, calls FROM api_call_outcomes"))
+    for provider, outcome, n in rows:
+        calls[(str(provider), str(outcome))] = int(n)
     return calls
 
 

@@ -49,7 +49,7 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("backfill_books_stored", "Rows in books", snap.books_stored)
         calls = CounterMetricFamily(
             "backfill_api_calls",
-            "External API calls made by month attempts, by provider and attempt outcome",
+            "External API requests sent, by provider and how they ended",
             labels=["provider", "outcome"],
         )
         for (provider, outcome), n in sorted(snap.api_calls.items()):
@@ -80,12 +80,14 @@ class SnapshotCollector(Collector):
             durations.add_metric([outcome], buckets, hist.sum)
         yield durations
         yield GaugeMetricFamily("backfill_paused", "1 when dispatching is paused", int(snap.paused))
-        if snap.seconds_since_last_schedule is not None and snap.last_schedule_at is not None:
-            yield GaugeMetricFamily(
-                "backfill_seconds_since_last_schedule",
-                "Seconds since the last successful scheduler run",
-                snap.seconds_since_last_schedule,
-            )
+        # Never scheduled: +Inf, so an alert on the age fires rather than goes quiet.
+        age = snap.seconds_since_last_schedule
+        yield GaugeMetricFamily(
+            "backfill_seconds_since_last_schedule",
+            "Seconds since the last successful scheduler run (+Inf: never)",
+            float("inf") if age is None else age,
+        )
+        if snap.last_schedule_at is not None:
             yield GaugeMetricFamily(
                 "backfill_last_schedule_timestamp_seconds",
                 "Unix time of the last successful scheduler run",
