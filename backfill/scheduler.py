@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from backfill import months
 from backfill.broker import CeleryPublisher, MonthMessage, Publisher
 from backfill.config import Settings, get_settings
-from backfill.exceptions import InvalidInput
+from backfill.exceptions import InvalidInput, MonthNotClaimable
 from backfill.models import BackfillLog, ControlState, MonthAttempt
 
 CONTEMPORARY_FROM = 2020
@@ -286,8 +286,11 @@ def dispatch_month(
 
 
 def retry_month(session: Session, year: int, month: int) -> BackfillLog:
-    """Put a failed (or waiting) month back in the queue with a fresh retry budget."""
+    """Put a failed month (or one waiting out its retry backoff) back in the queue
+    with a fresh retry budget; a month already pending is refused (nothing to do)."""
     row = months.lock_for_manual_claim(session, year, month)
+    if row.status == "pending":
+        raise MonthNotClaimable(f"{row.label} is already pending: the next schedule run takes it")
     row.status = "pending"
     row.retry_count = 0
     row.not_before = None

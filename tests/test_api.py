@@ -310,13 +310,17 @@ def test_retry_puts_a_failed_month_back(client: FlaskClient, session: Session) -
     assert (row.status, row.retry_count) == ("pending", 0)
 
 
-def test_retry_refuses_a_completed_month(client: FlaskClient, session: Session) -> None:
-    add_month(session, 2024, 5, status="completed")
+@pytest.mark.parametrize("status", ["completed", "pending"])
+def test_retry_refuses_a_month_that_is_not_failed(
+    status: str, client: FlaskClient, session: Session
+) -> None:
+    add_month(session, 2024, 5, status=status)
     session.commit()  # a savepoint: a failed request rolls back its own work only
     before = snapshot(session)
     resp = client.post("/api/internal/months/2024-05/retry", headers=AUTH)
     assert resp.status_code == 409
     assert resp.json["error"]["code"] == "month_not_claimable"
+    assert status in resp.json["error"]["message"]
     assert snapshot(session) == before
     missing = client.post("/api/internal/months/2024-06/retry", headers=AUTH)
     assert missing.status_code == 404

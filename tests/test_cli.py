@@ -193,6 +193,16 @@ def test_real_subprocess(seeded: str) -> None:
     assert len(down.stderr.strip().splitlines()) == 1 and "hidden-pw" not in down.stderr
     assert down.stdout == ""
 
+    for args, needle in (
+        (("run-month",), "Missing argument 'MONTH'"),
+        (("bogus",), "No such command 'bogus'"),
+        (("schedule", "--nope"), "No such option '--nope'"),
+    ):
+        usage = run_backfill(*args)  # click's own usage errors: one line too
+        lines = usage.stderr.strip().splitlines()
+        assert usage.returncode == 2 and len(lines) == 1, usage.stderr
+        assert lines[0].startswith(f"Error: {needle}") and "--help" in lines[0]
+
     bad = run_backfill("stats", DATABASE_URL="mysql://localhost/x")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
