@@ -7,11 +7,13 @@ redacted from every record before it is written.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -40,25 +42,69 @@ def bind(**fields: Any) -> None:
     _context.set({**(_context.get() or {}), **fields})
 
 
+# "(2024, 5" in a task's args repr, or "'year': 2024, 'month': 5" in its kwargs repr
+_ARGS_MONTH = re.compile(r"^\(\s*(\d{4}),\s*(\d{1,2})\b")
+_KWARGS_YEAR = re.compile(r"'year':\s*(\d{4})\b")
+_KWARGS_MONTH = re.compile(r"'month':\s*(\d{1,2})\b")
+_KNOWN_TASKS = 2048  # task id -> month, for Celery's lines that name only the id
+
+
 class ContextFilter(logging.Filter):
-    """Adds the context fields to each record and redacts secrets."""
+    """Adds the context fields to each record and redacts secrets.
+
+    Celery's own lines about a month task ("Task backfill.process_month[<job id>]
+    received / succeeded / retry") get the month and job id too: from the task's
+    arguments when the line carries them, else from the task id seen before.
+    """
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 4]
+        self.months: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _context.get() or {}
         for key in _CONTEXT_KEYS:
             setattr(record, key, ctx.get(key, getattr(record, key, None)))
+        if ctx.get("month") and ctx.get("job_id"):
+            self._remember(str(ctx["job_id"]), str(ctx["month"]))
+        elif isinstance(record.args, dict) and record.args.get("name") == "backfill.process_month":
+            self._celery_line(record, record.args)
         if self.secrets:
             message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "[REDACTED]")
+            redacted = self._redact(message)
             if redacted != message:
                 record.msg, record.args = redacted, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self._redact(record.exc_text)
         return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    def _remember(self, task_id: str, month: str) -> None:
+        self.months[task_id] = month
+        self.months.move_to_end(task_id)
+        while len(self.months) > _KNOWN_TASKS:
+            self.months.popitem(last=False)
+
+    def _celery_line(self, record: logging.LogRecord, args: dict[str, Any]) -> None:
+        task_id = str(args.get("id") or "")
+        month = self.months.get(task_id)
+        positional = _ARGS_MONTH.search(str(args.get("args") or ""))
+        year_kw = _KWARGS_YEAR.search(str(args.get("kwargs") or ""))
+        month_kw = _KWARGS_MONTH.search(str(args.get("kwargs") or ""))
+        if positional:
+            month = f"{int(positional[1]):04d}-{int(positional[2]):02d}"
+        elif year_kw and month_kw:
+            month = f"{int(year_kw[1]):04d}-{int(month_kw[1]):02d}"
+        if month and task_id:
+            self._remember(task_id, month)
+            record.month, record.job_id = month, task_id
 
 
 class TextFormatter(logging.Formatter):
@@ -70,8 +116,10 @@ class TextFormatter(logging.Formatter):
         )
         base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}"
         line = f"{base} [{ctx}] {record.getMessage()}" if ctx else f"{base} {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            line += "\n" + (
+                record.exc_text or self.formatException(record.exc_info or (None, None, None))
+            )
         return line
 
 
@@ -87,8 +135,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            doc["exc"] = record.exc_text or self.formatException(
+                record.exc_info or (None, None, None)
+            )
         return json.dumps(doc, default=str)
 
 

@@ -156,3 +156,28 @@ def test_isbndb_plan_sets_limits_unless_each_is_given(
     assert s.isbndb_base_url == f"https://{host}"
     s = load_settings(ISBNDB_PLAN=plan, ISBNDB_RATE_PER_SECOND=2)
     assert (s.isbndb_rate_per_second, s.isbndb_daily_limit) == (2, daily)
+
+
+def test_secrets_are_redacted_from_messages_and_tracebacks() -> None:
+    import io
+    import logging
+
+    from backfill import logs
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure(load_settings(ISBNDB_API_KEY="isbndb-sekrit-42"), stream=stream)
+        log = logging.getLogger("backfill.test")
+        log.warning("calling with %s", "isbndb-sekrit-42")
+        try:
+            raise RuntimeError("header was isbndb-sekrit-42")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    text = stream.getvalue()
+    assert "isbndb-sekrit-42" not in text
+    assert "calling with [REDACTED]" in text and "RuntimeError: header was [REDACTED]" in text

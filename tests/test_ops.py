@@ -117,6 +117,13 @@ def test_logs_carry_month_job_and_attempt_and_never_a_secret(
     month_lines = [r for r in records if r.get("month") == "2024-08"]
     assert len(month_lines) >= 4
     assert all(r.get("job_id") == job_id for r in month_lines)
+    # Celery's own lines about the task (received, retry, succeeded) too
+    about_job = [r for r in records if job_id in r["message"] or r.get("job_id") == job_id]
+    assert any("received" in r["message"] for r in about_job)
+    assert any("succeeded" in r["message"] for r in about_job)
+    assert all(r.get("month") == "2024-08" for r in about_job), [
+        r for r in about_job if r.get("month") != "2024-08"
+    ]
     attempt_lines = [r for r in month_lines if "attempt" in r]
     assert {r["attempt"] for r in attempt_lines} >= {1, 2}
     assert any("failed" in r["message"] for r in attempt_lines)
