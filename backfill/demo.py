@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, tuple_
 
 from backfill import quota, scheduler
 from backfill.config import ConfigError, Settings, load_settings
@@ -90,10 +90,22 @@ def _quota_line(settings: Settings) -> str:
     return " ".join(f"{p} {u['used']}/{u['limit']}" for p, u in usage.items())
 
 
-def _seed(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> int:
+def _seed(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> tuple[int, int, int]:
+    """Seed the range; returns (inserted, already there, already completed)."""
     with session_factory(settings.database_url)() as s, s.begin():
         result = scheduler.seed_months(s, start[0], end[0], start_month=start[1], end_month=end[1])
-    return result.inserted
+        done = s.scalar(
+            select(func.count())
+            .select_from(BackfillLog)
+            .where(
+                tuple_(BackfillLog.year, BackfillLog.month)
+                >= tuple_(literal(start[0]), literal(start[1])),
+                tuple_(BackfillLog.year, BackfillLog.month)
+                <= tuple_(literal(end[0]), literal(end[1])),
+                BackfillLog.status == "completed",
+            )
+        )
+    return result.inserted, result.existing, int(done or 0)
 
 
 def _wait_http(url: str, timeout: float = 60) -> bool:
@@ -154,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             "(set GEMINI_API_KEY, XAI_API_KEY and ISBNDB_API_KEY to use the real APIs)."
         )
     settings = load_settings()
-    inserted = _seed(settings, args.start, args.end)
+    inserted, existing, done = _seed(settings, args.start, args.end)
     label = f"{args.start[0]}-{args.start[1]:02d} … {args.end[0]}-{args.end[1]:02d}"
-    console.print(f"Seeded {inserted} new months in {label}.")
+    console.print(f"Seeded {inserted} new months in {label} ({existing} already there).")
+    if existing and done == inserted + existing:
+        console.print(
+            f"All {done} months of {label} were completed by an earlier run: nothing is "
+            "processed twice, so this run only shows their stats. Pick another range "
+            "(--from/--to) or a fresh database (DATABASE_URL) to watch a backfill."
+        )
 
     log_path = ROOT / "artifacts" / "stack.log"
     log_path.parent.mkdir(exist_ok=True)
