@@ -223,7 +223,17 @@ def schedule(
     query = candidates_query(settings, now, year_range, force_retry, batch_size)
 
     if dry_run:
-        result.months = [MonthInfo.of(row) for row in session.scalars(query)]
+        # What a real run would take, lost months included: reap their expired
+        # leases inside a savepoint, read the candidates, roll it all back.
+        savepoint = session.begin_nested()
+        try:
+            months.reap_expired_leases(session, settings, now)
+            result.months = [MonthInfo.of(row) for row in session.scalars(query)]
+        finally:
+            savepoint.rollback()
+        result.blocked_until = {
+            k: v.isoformat() for k, v in months.blocked_until(session, settings).items()
+        }
         return result
     if result.paused:
         return result

@@ -184,6 +184,27 @@ def test_dry_run_changes_nothing_and_publishes_nothing(seeded: Session, publishe
     assert published() == []
 
 
+def test_dry_run_lists_a_lost_month_a_real_run_would_take_back(
+    seeded: Session,
+    published,  # type: ignore[no-untyped-def]
+) -> None:
+    import uuid
+
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    set_month(seeded, 2024, 12, status="processing", job_id=uuid.uuid4(), lease_expires_at=past)
+    before = seeded.execute(
+        text("SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM backfill_log b")
+    ).scalar()
+    dry = scheduler.schedule(seeded, batch_size=2, dry_run=True)
+    assert labels(dry) == ["2024-12", "2024-11"]
+    after = seeded.execute(
+        text("SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM backfill_log b")
+    ).scalar()
+    assert before == after and published() == []
+    real = scheduler.schedule(seeded, batch_size=2)
+    assert labels(real) == labels(dry)
+
+
 @pytest.mark.parametrize("bad", [0, 51, -1, "10", 1.5, True, None])
 def test_batch_size_must_be_an_integer_from_1_to_50(seeded: Session, bad: object) -> None:
     with pytest.raises(InvalidInput) as info:
