@@ -9,7 +9,7 @@ A bad value fails at start-up with one line that names the variable.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 
@@ -66,6 +66,49 @@ ISBNDB_PLANS: dict[str, dict[str, Any]] = {
 }
 
 
+# The title-search sources the resolver may consult, in the order RESOLVERS lists them.
+RESOLVER_NAMES = ("openlibrary", "googlebooks", "isbndb")
+# Tries per provider request inside one attempt (PROVIDER_MAX_TRIES's default).
+DEFAULT_PROVIDER_MAX_TRIES = 4
+
+
+def _resolver_order(value: Any) -> tuple[str, ...]:
+    """RESOLVERS as a tuple: a comma list (environment) or a sequence (overrides)."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a comma-separated list")
+    names = tuple(str(name).strip().lower() for name in value if str(name).strip())
+    unknown = [name for name in names if name not in RESOLVER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown {', '.join(unknown)}; use {', '.join(RESOLVER_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError("names a resolver twice")
+    # An empty order would leave every book without a quoted ISBN unresolved, which
+    # is never what a run wants: refuse it rather than guess.
+    if not names:
+        raise ValueError(f"must name at least one of {', '.join(RESOLVER_NAMES)}")
+    return names
+
+
+def _contact(value: str | None) -> str | None:
+    """OPENLIBRARY_CONTACT: an email address or an http(s) URL, safe inside a header."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    # It goes into the User-Agent header verbatim: no control characters, no brackets
+    # that would end the comment it sits in.
+    if any(ord(ch) < 32 or ch in "()" for ch in value) or len(value) > 200:
+        raise ValueError("must be one short line without brackets")
+    if "@" in value and " " not in value and "://" not in value:
+        return value
+    try:
+        _http_url(value)
+    except ValueError:
+        raise ValueError("must be an email address or an http(s) URL") from None
+    return value
+
+
 class Settings(BaseSettings):
     """Typed settings. Field names are the environment variables, lower-cased."""
 
@@ -100,6 +143,26 @@ class Settings(BaseSettings):
     isbndb_bulk_enabled: bool = _env("ISBNDB_BULK_ENABLED", default=True)
     isbndb_bulk_size: int = _env("ISBNDB_BULK_SIZE", default=100, ge=1, le=1000)
     http_timeout_seconds: float = _env("HTTP_TIMEOUT_SECONDS", default=30.0, gt=0, le=600)
+    # Open Library: keyless; a contact in the User-Agent earns the faster rate.
+    openlibrary_base_url: str = _env("OPENLIBRARY_BASE_URL", default="https://openlibrary.org")
+    openlibrary_contact: str | None = _env("OPENLIBRARY_CONTACT", default=None)
+    google_books_base_url: str = _env("GOOGLE_BOOKS_BASE_URL", default="https://www.googleapis.com")
+    google_books_api_key: SecretStr | None = _env("GOOGLE_BOOKS_API_KEY", default=None)
+    # The title-search order of the resolver, and whether ISBNdb must confirm.
+    resolvers: Annotated[tuple[str, ...], NoDecode] = _env("RESOLVERS", default=RESOLVER_NAMES)
+    verify_with_isbndb: Literal["required", "when-needed"] = _env(
+        "VERIFY_WITH_ISBNDB", default="when-needed"
+    )
+    # In-attempt retries of one request (5xx, timeouts, rate 429s, cut-short bodies).
+    provider_max_tries: int = _env(
+        "PROVIDER_MAX_TRIES", default=DEFAULT_PROVIDER_MAX_TRIES, ge=1, le=10
+    )
+    provider_retry_backoff_seconds: float = _env(
+        "PROVIDER_RETRY_BACKOFF_SECONDS", default=1.0, ge=0, le=60
+    )
+    provider_retry_backoff_max_seconds: float = _env(
+        "PROVIDER_RETRY_BACKOFF_MAX_SECONDS", default=20.0, ge=0, le=600
+    )
 
     # -- quotas and rates, shared by all workers (0 disables a per-minute limit)
     isbndb_daily_limit: int = _env("ISBNDB_DAILY_LIMIT", default=5000, ge=0)
@@ -108,6 +171,12 @@ class Settings(BaseSettings):
     gemini_rate_per_minute: int = _env("GEMINI_RATE_PER_MINUTE", default=10, ge=0)
     xai_daily_limit: int = _env("XAI_DAILY_LIMIT", default=1000, ge=0)
     xai_rate_per_minute: int = _env("XAI_RATE_PER_MINUTE", default=60, ge=0)
+    # Default 3 with OPENLIBRARY_CONTACT set, 1 when anonymous (Open Library's etiquette).
+    openlibrary_rate_per_second: int = _env("OPENLIBRARY_RATE_PER_SECOND", default=1, ge=1)
+    openlibrary_daily_limit: int = _env("OPENLIBRARY_DAILY_LIMIT", default=100_000, ge=0)
+    # Google's keyless daily cap; a key's project quota is 1000 a day too unless raised.
+    google_books_daily_limit: int = _env("GOOGLE_BOOKS_DAILY_LIMIT", default=1000, ge=0)
+    google_books_rate_per_minute: int = _env("GOOGLE_BOOKS_RATE_PER_MINUTE", default=60, ge=0)
     quota_reset_hour_utc: int = _env("QUOTA_RESET_HOUR_UTC", default=0, ge=0, le=23)
     not_found_ttl_days: int = _env("ISBNDB_NOT_FOUND_TTL_DAYS", default=30, ge=0)
 
@@ -149,10 +218,34 @@ class Settings(BaseSettings):
             raise ValueError("must be an AMQP URL such as amqp://user:pass@host:5672//")
         return value
 
-    @field_validator("gemini_base_url", "xai_base_url", "isbndb_base_url")
+    @field_validator(
+        "gemini_base_url",
+        "xai_base_url",
+        "isbndb_base_url",
+        "openlibrary_base_url",
+        "google_books_base_url",
+    )
     @classmethod
     def _check_http(cls, value: str) -> str:
         return _http_url(value)
+
+    @field_validator("openlibrary_contact")
+    @classmethod
+    def _check_contact(cls, value: str | None) -> str | None:
+        return _contact(value)
+
+    @field_validator("resolvers", mode="before")
+    @classmethod
+    def _check_resolvers(cls, value: Any) -> tuple[str, ...]:
+        return _resolver_order(value)
+
+    @model_validator(mode="after")
+    def _apply_openlibrary_rate(self) -> Settings:
+        """An identified client gets about 3 requests/s from Open Library, an anonymous one 1."""
+        if "openlibrary_rate_per_second" not in self.model_fields_set:
+            rate = 3 if self.openlibrary_contact else 1
+            object.__setattr__(self, "openlibrary_rate_per_second", rate)
+        return self
 
     @model_validator(mode="after")
     def _apply_isbndb_plan(self) -> Settings:

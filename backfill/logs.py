@@ -147,6 +147,7 @@ def _secrets(settings: Settings) -> list[str]:
         settings.gemini_api_key,
         settings.xai_api_key,
         settings.isbndb_api_key,
+        settings.google_books_api_key,
         settings.cron_secret,
     ]
     return [v.get_secret_value() for v in values if v is not None]

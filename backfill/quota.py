@@ -2,7 +2,8 @@
 
 The ledger (``quota_usage``) holds one row per provider per window: the day
 (starting at the last reset, ``QUOTA_RESET_HOUR_UTC``) and the provider's rate
-window (ISBNdb: the second; Gemini and xAI: the minute). :func:`reserve` takes
+window (ISBNdb and Open Library: the second; Gemini, xAI and Google Books: the
+minute). :func:`reserve` takes
 one unit from both in one short transaction *before* a request is sent, so the
 ledger counts exactly the requests made, whatever the number of processes.
 
@@ -78,13 +79,21 @@ class Limits:
 
 
 def limits_for(provider: str, settings: Settings) -> Limits:
-    """The configured limits of ``provider`` ('gemini', 'xai' or 'isbndb')."""
+    """The configured limits of ``provider`` (one of :data:`backfill.models.PROVIDERS`)."""
     if provider == "isbndb":
         return Limits(settings.isbndb_daily_limit, settings.isbndb_rate_per_second, "second")
     if provider == "gemini":
         return Limits(settings.gemini_daily_limit, settings.gemini_rate_per_minute, "minute")
     if provider == "xai":
         return Limits(settings.xai_daily_limit, settings.xai_rate_per_minute, "minute")
+    if provider == "openlibrary":
+        return Limits(
+            settings.openlibrary_daily_limit, settings.openlibrary_rate_per_second, "second"
+        )
+    if provider == "googlebooks":
+        return Limits(
+            settings.google_books_daily_limit, settings.google_books_rate_per_minute, "minute"
+        )
     raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
 
 
@@ -111,7 +120,15 @@ def _db_now(conn: Connection | Session) -> dt.datetime:
 _charged_month: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "backfill_charged_month", default=None
 )
-_CALL_COLUMNS = {"gemini": "gemini_calls", "xai": "xai_calls", "isbndb": "isbndb_calls"}
+# backfill_log's per-month counter of each provider's requests (migration 0004 adds
+# the Open Library and Google Books ones).
+_CALL_COLUMNS = {
+    "gemini": "gemini_calls",
+    "xai": "xai_calls",
+    "isbndb": "isbndb_calls",
+    "openlibrary": "openlibrary_calls",
+    "googlebooks": "googlebooks_calls",
+}
 
 
 @contextlib.contextmanager
@@ -291,7 +308,12 @@ def daily_usage(session: Session, settings: Settings | None = None) -> dict[str,
 
 
 def blocked_providers(session: Session, settings: Settings | None = None) -> dict[str, dt.datetime]:
-    """Providers whose day budget is spent, with the time they become usable again."""
+    """Providers whose day budget is spent, with the time they become usable again.
+
+    Every provider is listed, the optional resolvers (Open Library, Google Books)
+    included; which exhaustion stops every month is decided by
+    :func:`backfill.months.blocked_until` (ISBNdb, or both generators), not here.
+    """
     settings = settings or get_settings()
     return {
         provider: dt.datetime.fromisoformat(info["resets_at"])

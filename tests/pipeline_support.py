@@ -21,6 +21,11 @@ FAST = {
     "gemini_rate_per_minute": 0,
     "xai_rate_per_minute": 0,
     "http_timeout_seconds": 3.0,
+    # In-attempt retries without the production waits (each try still reserved).
+    "provider_retry_backoff_seconds": 0.01,
+    "provider_retry_backoff_max_seconds": 0.05,
+    "openlibrary_rate_per_second": 1000,
+    "google_books_rate_per_minute": 0,
 }
 
 

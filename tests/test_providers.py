@@ -1,6 +1,7 @@
 """The provider clients against the sandbox over real HTTP: wire formats and error mapping.
 
 Every test also checks the quota ledger against the calls the sandbox counted.
+In-attempt retries are exercised in tests/test_provider_retries.py.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from backfill.config import Settings
 from backfill.db import session_factory
 from backfill.exceptions import ProviderError, ProviderRefused, QuotaExhausted
 from backfill.providers import GeminiClient, IsbndbClient, XaiClient, prompts
-from backfill.providers.isbndb import MAX_RATE_LIMITED_TRIES
-from tests.pipeline_support import assert_ledger_matches, make_settings
+from tests.pipeline_support import assert_ledger_matches, ledger_calls, make_settings
 from tests.sandbox_fixture import Sandbox
 
 Client = type[GeminiClient] | type[XaiClient]
+# In-attempt retries without the production waits.
+FAST_RETRIES = {"provider_retry_backoff_seconds": 0.01, "provider_retry_backoff_max_seconds": 0.05}
 
 
 @pytest.fixture
 def settings(sandbox: Sandbox, committed_db: str) -> Settings:
-    """Sandbox URLs and keys, the emptied test database, fast limits."""
-    return make_settings(sandbox, committed_db)
+    """Sandbox URLs and keys, the emptied test database, fast limits and retries."""
+    return make_settings(sandbox, committed_db, **FAST_RETRIES)
 
 
 @pytest.mark.parametrize("client_class", [GeminiClient, XaiClient])
@@ -99,26 +101,30 @@ def test_a_rejected_key_is_a_permanent_refusal(
 
 @pytest.mark.parametrize("client_class", [GeminiClient, XaiClient])
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("fault", "message", "retried"),
     [
-        ({"error_rate": 1.0}, r"HTTP 50[03]"),
-        ({"malformed_rate": 1.0}, "malformed"),
-        ({"rate_limit_rate": 1.0}, "HTTP 429"),  # a minute's rate, not the day's quota
+        ({"error_rate": 1.0}, r"HTTP 50[03].* after 4 tries$", True),
+        # the model's answer cut at its token limit: a whole body, so no in-attempt retry
+        ({"malformed_rate": 1.0}, "malformed", False),
+        ({"rate_limit_rate": 1.0}, "HTTP 429.* after 4 tries$", True),  # the rate, not the day
     ],
 )
 def test_transient_generator_failures_are_provider_errors(
     client_class: Client,
     fault: dict[str, float],
     message: str,
+    retried: bool,
     sandbox: Sandbox,
     settings: Settings,
     committed_db: str,
 ) -> None:
     sandbox.configure(**{key: {client_class.name: rate} for key, rate in fault.items()})
+    client = client_class(settings)
     with pytest.raises(ProviderError, match=message) as caught:
-        client_class(settings).generate(2024, 5, "contemporary-notable", 5)
+        client.generate(2024, 5, "contemporary-notable", 5)
     assert not isinstance(caught.value, ProviderRefused)
-    assert assert_ledger_matches(sandbox, committed_db)[client_class.name] == 1
+    tries = settings.provider_max_tries if retried else 1
+    assert assert_ledger_matches(sandbox, committed_db)[client_class.name] == tries == client.calls
     # a rate-limit or server error does not mark the day exhausted
     with session_factory(committed_db)() as session:
         assert client_class.name not in quota.blocked_providers(session, settings)
@@ -145,15 +151,19 @@ def test_a_hanging_api_ends_in_provider_error_within_the_timeout(
     committed_db: str,
 ) -> None:
     sandbox.configure(timeout_rate={client_class.name: 1.0}, timeout_seconds=30)
-    settings = make_settings(sandbox, committed_db, http_timeout_seconds=0.5)
+    settings = make_settings(
+        sandbox, committed_db, http_timeout_seconds=0.5, provider_max_tries=2, **FAST_RETRIES
+    )
     client = client_class(settings)
     started = time.monotonic()
-    with pytest.raises(ProviderError, match=r"no answer within 0\.5s"):
+    with pytest.raises(ProviderError, match=r"no answer within 0\.5s after 2 tries"):
         if isinstance(client, IsbndbClient):
             client.book("9780306406157")
         else:
             client.generate(2024, 5, "contemporary-notable", 5)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 2 * 0.5 + 1.0  # two timeouts and a short backoff
+    # (the sandbox counts a request once it answers, 30 s on: compare with the client's count)
+    assert ledger_calls(committed_db)[client.name] == 2 == client.calls
 
 
 def test_isbndb_bulk_chunks_by_the_bulk_size_and_omits_unknown_isbns(
@@ -236,7 +246,7 @@ def test_isbndb_daily_quota_answer_marks_the_day_exhausted(
         client.search_title("anything")
     # a bare 429 "Limit Exceeded" is first waited out as the per-second limit;
     # an answer that names the day is the quota at once
-    refused = MAX_RATE_LIMITED_TRIES if status == 429 else 1
+    refused = settings.provider_max_tries if status == 429 else 1
     assert assert_ledger_matches(sandbox, committed_db)["isbndb"] == 2 + refused
 
 

@@ -195,3 +195,67 @@ def test_no_unit_is_granted_in_the_last_moments_of_a_window(
     ((window_start, calls),) = rows(ledger, "isbndb", "second")
     assert calls == 1
     assert window_start == now.replace(microsecond=0) + dt.timedelta(seconds=1)
+
+
+def test_the_title_search_providers_have_their_own_windows(committed_db: str) -> None:
+    settings = settings_for(
+        committed_db,
+        openlibrary_rate_per_second=2,
+        openlibrary_daily_limit=7,
+        google_books_rate_per_minute=30,
+        google_books_daily_limit=9,
+    )
+    assert quota.limits_for("openlibrary", settings) == quota.Limits(7, 2, "second")
+    assert quota.limits_for("googlebooks", settings) == quota.Limits(9, 30, "minute")
+    with pytest.raises(ValueError, match="unknown provider"):
+        quota.limits_for("worldcat", settings)
+
+
+def test_daily_usage_covers_every_provider(ledger: Session, committed_db: str) -> None:
+    settings = settings_for(committed_db, openlibrary_rate_per_second=50)
+    quota.reserve("openlibrary", settings)
+    quota.reserve("googlebooks", settings)
+    usage = quota.daily_usage(ledger, settings)
+    assert set(usage) == {"gemini", "xai", "isbndb", "openlibrary", "googlebooks"}
+    assert usage["openlibrary"]["used"] == usage["googlebooks"]["used"] == 1
+    assert usage["googlebooks"]["limit"] == settings.google_books_daily_limit == 1000
+    assert usage["openlibrary"]["limit"] == settings.openlibrary_daily_limit == 100_000
+    assert [calls for _, calls in rows(ledger, "openlibrary", "second")] == [1]
+    assert [calls for _, calls in rows(ledger, "googlebooks", "minute")] == [1]
+
+
+def test_an_optional_resolver_spent_does_not_block_the_months(
+    ledger: Session, committed_db: str
+) -> None:
+    from backfill import months
+
+    settings = settings_for(committed_db, openlibrary_daily_limit=1, openlibrary_rate_per_second=50)
+    quota.reserve("openlibrary", settings)
+    with pytest.raises(QuotaExhausted):
+        quota.reserve("openlibrary", settings)
+    quota.mark_exhausted("googlebooks", settings)
+    blocked = quota.blocked_providers(ledger, settings)
+    assert set(blocked) == {"openlibrary", "googlebooks"}
+    assert months.blocked_until(ledger, settings) == {}
+    quota.mark_exhausted("isbndb", settings)  # ISBNdb's day still stops every month
+    assert "isbndb" in months.blocked_until(ledger, settings)
+
+
+@pytest.mark.parametrize("provider", ["openlibrary", "googlebooks", "isbndb"])
+def test_charging_counts_a_call_on_the_month_row(
+    provider: str, ledger: Session, committed_db: str
+) -> None:
+    from backfill import scheduler
+
+    scheduler.seed_months(ledger, 2024, 2024, start_month=5, end_month=5)
+    ledger.commit()
+    backfill_id = ledger.execute(text("SELECT id FROM backfill_log")).scalar_one()
+    settings = settings_for(committed_db, openlibrary_rate_per_second=50)
+    with quota.charging(backfill_id):
+        quota.reserve(provider, settings)
+        quota.reserve(provider, settings)
+    quota.reserve(provider, settings)  # outside the block: not the month's
+    column = f"{provider}_calls"
+    charged = ledger.execute(text(f"SELECT {column} FROM backfill_log")).scalar_one()
+    ledger.commit()
+    assert charged == 2

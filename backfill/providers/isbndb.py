@@ -6,16 +6,15 @@ Wire format: key in a plain ``Authorization: <key>`` header (no "Bearer");
 ``GET /book/{isbn}`` answers ``{"book": {...}}``; ``GET /books/{query}?column=title
 &page=1&pageSize=N`` answers ``{"total", "books": [...]}``. 404 means "not found".
 
-A 429 means the request rate was exceeded: wait for the next window and try
-again (each try reserves again, so the ledger still equals the requests sent),
-a bounded number of times. The answer that says the day's quota is spent marks
-the quota exhausted for everybody until the reset.
+A 429 is retried in the shared loop (:meth:`ProviderClient._request_json`), each
+try reserved again, so the ledger still equals the requests sent. ISBNdb answers
+one bare ``429 {"message": "Limit Exceeded"}`` for its per-second limit and for
+the day's quota alike: it is waited out first, and only taken for the day's quota
+when it outlasts every try. An answer that names the day is the quota at once.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -25,18 +24,21 @@ from stdnum import isbn as stdisbn
 from stdnum.exceptions import ValidationError
 
 from backfill import quota
+from backfill.config import DEFAULT_PROVIDER_MAX_TRIES
 from backfill.exceptions import ProviderError, QuotaExhausted
-from backfill.providers.base import ProviderClient, mentions_daily_quota
+from backfill.providers.base import Hit, ProviderClient, _Retryable, mentions_daily_quota
+from backfill.providers.hits import bounded, isbn13s, text_of, texts_of
 
-log = logging.getLogger(__name__)
-
-MAX_RATE_LIMITED_TRIES = 3
+# Kept for callers that predate PROVIDER_MAX_TRIES: tries of a request under the
+# default settings (read ``settings.provider_max_tries`` instead).
+MAX_RATE_LIMITED_TRIES = DEFAULT_PROVIDER_MAX_TRIES
 
 
 class IsbndbClient(ProviderClient):
     """ISBNdb lookups, each one reserved in the global ledger before it is sent."""
 
     name = "isbndb"
+    rate_limit_min_wait = 1.0  # ISBNdb's rate window is the second
 
     def books_bulk(self, isbns: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Look up many ISBN-13s, ``ISBNDB_BULK_SIZE`` per request: ``{isbn13: book}``.
@@ -83,31 +85,25 @@ class IsbndbClient(ProviderClient):
         return [book for book in books if isinstance(book, dict)]
 
     def _get_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send with the key; None on 404; retries a 429 a few times within the rate."""
+        """Send with the key (retrying in the shared loop); None on 404."""
         key = self._key(self.settings.isbndb_api_key, "ISBNDB_API_KEY")
         url = f"{self.settings.isbndb_base_url}{path}"
-        for attempt in range(1, MAX_RATE_LIMITED_TRIES + 1):
-            response = self._send(method, url, headers={"Authorization": key}, **kwargs)
-            if response.status_code == 404:
-                return None
-            if response.status_code == 429 and not self._is_daily_quota_answer(response):
-                if attempt < MAX_RATE_LIMITED_TRIES:
-                    wait = _retry_after(response)
-                    log.warning(
-                        "isbndb rate limited (try %d of %d), waiting %.1fs",
-                        attempt,
-                        MAX_RATE_LIMITED_TRIES,
-                        wait,
-                    )
-                    time.sleep(wait)
-                    continue
-                if mentions_daily_quota(response, ("limit exceeded",)):
-                    # Still "Limit Exceeded" after waiting out the rate window:
-                    # the key's daily calls are spent.
-                    resets_at = quota.mark_exhausted(self.name, self.settings)
-                    raise QuotaExhausted(self.name, resets_at, self._error_text(response))
-            return self._json(response)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._request_json(
+            method, url, not_found=True, headers={"Authorization": key}, **kwargs
+        )
+
+    def _tries_spent(self, last: _Retryable) -> None:
+        response = last.response
+        if (
+            self.settings.provider_max_tries > 1  # a single try has not waited anything out
+            and response is not None
+            and response.status_code == 429
+            and mentions_daily_quota(response, ("limit exceeded",))
+        ):
+            # Still "Limit Exceeded" after waiting out the rate window on every
+            # try: the key's daily calls are spent.
+            resets_at = quota.mark_exhausted(self.name, self.settings)
+            raise QuotaExhausted(self.name, resets_at, self._error_text(response))
 
     def _is_daily_quota_answer(self, response: requests.Response) -> bool:
         # ISBNdb documents one answer for "the key reaches the request limit":
@@ -115,18 +111,10 @@ class IsbndbClient(ProviderClient):
         # day's quota alike. An answer that names the day (some keys get a 403
         # "daily hits reached") is the quota at once; a bare "Limit Exceeded"
         # is first waited out as a rate limit and only taken for the day's
-        # quota when it persists (see _get_json).
+        # quota when it persists (see _tries_spent).
         return response.status_code in (403, 429) and mentions_daily_quota(
             response, ("daily", "per day", "quota")
         )
-
-
-def _retry_after(response: requests.Response) -> float:
-    """Seconds to wait before retrying a 429 (Retry-After, else one second window)."""
-    try:
-        return min(max(float(response.headers.get("Retry-After", 1)), 0.1), 10.0)
-    except ValueError:
-        return 1.0
 
 
 def isbn13_of(book: dict[str, Any]) -> str | None:
@@ -139,3 +127,22 @@ def isbn13_of(book: dict[str, Any]) -> str | None:
             except ValidationError:
                 continue
     return None
+
+
+def hit_of(record: dict[str, Any]) -> Hit:
+    """An ISBNdb record as a :class:`Hit` (edition level: the ISBN is this edition's)."""
+    isbns = isbn13s(record.get(field) for field in ("isbn13", "isbn", "isbn10"))
+    binding = text_of(record.get("binding"), 64)
+    return Hit(
+        source="isbndb",
+        # title_long carries the subtitle ("Title: Subtitle") when ISBNdb has one.
+        title=text_of(record.get("title_long")) or text_of(record.get("title")) or "",
+        authors=texts_of(record.get("authors")),
+        date=text_of(record.get("date_published"), 64),
+        isbns=isbns,
+        edition_level=True,
+        binding=binding,
+        language=text_of(record.get("language"), 16),
+        key=isbns[0] if isbns else None,
+        record=bounded(record),
+    )

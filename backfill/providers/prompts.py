@@ -124,12 +124,34 @@ def prompt_version(variant: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 
-def _text(value: Any) -> str | None:
+# Bounds on what a generator may put in one field (the columns' widths): a longer
+# value is cut, not refused, so one rambling entry still yields its book.
+MAX_TITLE = 500
+MAX_AUTHOR = 200
+MAX_AUTHORS = 10
+MAX_PUBLISHER = 300
+MAX_DATE = 64
+MAX_ISBN = 32
+MAX_REASON = 1000
+# More tokens than any model's context: a count above it is garbage, counted as 0.
+MAX_TOKENS = 10_000_000
+
+
+def _text(value: Any, limit: int) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str | int):
+    if not isinstance(value, str | int) or isinstance(value, bool):
         raise TypeError("expected a string")
-    return str(value).strip() or None
+    return str(value).strip()[:limit].strip() or None
+
+
+def token_count(value: Any) -> int:
+    """A token count from an answer's usage block; anything but a sane count is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if value != value or not 0 <= value <= MAX_TOKENS:  # NaN, negative, absurd
+        return 0
+    return int(value)
 
 
 def _first(item: dict[str, Any], *keys: str) -> Any:
@@ -149,7 +171,7 @@ def parse_books(provider: str, text: str) -> list[BookCandidate]:
     """
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested arrays
         raise ProviderError(provider, "malformed answer: not JSON") from None
     # The schema asks for {"books": [...]}; a bare list of books is taken too.
     items = (
@@ -162,22 +184,26 @@ def parse_books(provider: str, text: str) -> list[BookCandidate]:
         try:
             if not isinstance(item, dict):
                 raise TypeError("not an object")
-            title = _text(item.get("title"))
+            title = _text(item.get("title"), MAX_TITLE)
             authors = _first(item, "authors", "author") or []
             if isinstance(authors, str):
                 authors = [authors]
             if not title or not isinstance(authors, list):
                 raise TypeError("no title or bad authors")
+            named = [a for a in (_text(x, MAX_AUTHOR) for x in authors) if a]
             books.append(
                 BookCandidate(
                     title=title,
-                    authors=[a for a in (_text(x) for x in authors) if a],
-                    publisher=_text(item.get("publisher")),
+                    authors=named[:MAX_AUTHORS],
+                    publisher=_text(item.get("publisher"), MAX_PUBLISHER),
                     publication_date=_text(
-                        _first(item, "publication_date", "published_date", "date_published")
+                        _first(item, "publication_date", "published_date", "date_published"),
+                        MAX_DATE,
                     ),
-                    isbn=_text(_first(item, "isbn13", "isbn_13", "isbn", "isbn10", "isbn_10")),
-                    reason=_text(item.get("reason")),
+                    isbn=_text(
+                        _first(item, "isbn13", "isbn_13", "isbn", "isbn10", "isbn_10"), MAX_ISBN
+                    ),
+                    reason=_text(item.get("reason"), MAX_REASON),
                     source=provider,
                 )
             )

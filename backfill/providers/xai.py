@@ -16,6 +16,7 @@ import requests
 from backfill.exceptions import ProviderError
 from backfill.providers import prompts
 from backfill.providers.base import Generation, ProviderClient, mentions_daily_quota
+from backfill.providers.hits import text_of
 
 SYSTEM = "You are a careful bibliographer. Answer only with JSON that matches the schema."
 
@@ -44,38 +45,52 @@ class XaiClient(ProviderClient):
             },
             "temperature": 0.2,
         }
-        response = self._send(
+        data = self._request_json(
             "POST",
             f"{self.settings.xai_base_url}/v1/chat/completions",
             json=body,
             headers={"Authorization": f"Bearer {key}"},
         )
-        data = self._json(response)
         text = self._answer_text(data)
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
         return Generation(
             provider=self.name,
             books=prompts.parse_books(self.name, text),
-            tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
-            model=str(data.get("model") or model),
+            tokens_in=prompts.token_count(usage.get("prompt_tokens")),
+            tokens_out=prompts.token_count(usage.get("completion_tokens")),
+            model=text_of(data.get("model"), 200) or model,
             prompt_version=prompts.prompt_version(prompt_variant),
         )
 
     def _answer_text(self, data: Any) -> str:
+        """The answer's JSON text; a refusal, an empty or an odd-shaped answer is a
+        ProviderError for this generator only."""
         if not isinstance(data, dict):
             raise ProviderError(self.name, "malformed answer: not an object")
-        choices = data.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
+        choices = data.get("choices")
+        if not choices:
             raise ProviderError(self.name, "empty answer: no choices")
+        if not isinstance(choices, list):
+            raise ProviderError(self.name, 'malformed answer: "choices" is not a list')
         choice = choices[0]
+        if not isinstance(choice, dict):
+            raise ProviderError(self.name, "malformed answer: the choice is not an object")
         message = choice.get("message") or {}
+        if not isinstance(message, dict):
+            raise ProviderError(self.name, 'malformed answer: "message" is not an object')
         if message.get("refusal"):
             raise ProviderError(self.name, f"refused: {str(message['refusal'])[:200]}")
         if choice.get("finish_reason") == "content_filter":
             raise ProviderError(self.name, "refused: answer stopped (content_filter)")
         content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
+        if isinstance(content, list):  # content parts, as OpenAI-compatible APIs may send
+            content = "".join(
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+        if content is not None and not isinstance(content, str):
+            raise ProviderError(self.name, 'malformed answer: "content" is not text')
+        if not content or not content.strip():
             raise ProviderError(self.name, "empty answer: no message content")
         return content
 
