@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("GEMINI", "XAI", "ISBNDB"):
             env[f"{name}_BASE_URL"] = sandbox
             env[f"{name}_API_KEY"] = "sandbox-key"
+        # The title searches too: the main job must never reach the real internet.
+        for name in ("OPENLIBRARY", "GOOGLE_BOOKS"):
+            env[f"{name}_BASE_URL"] = sandbox
+        env.setdefault("OPENLIBRARY_CONTACT", "demo@example.org")
         # The sandbox plays a Premium ISBNdb plan (3 requests/s) to keep the demo short.
         env.setdefault("ISBNDB_RATE_PER_SECOND", "3")
         env.setdefault(

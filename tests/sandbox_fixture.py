@@ -30,6 +30,16 @@ KEYS = {
     "XAI_API_KEY": "sandbox-xai-key",
     "ISBNDB_API_KEY": "sandbox-isbndb-key",
 }
+# Open Library is keyless: a contact in the User-Agent earns its 3 requests/s.
+OPENLIBRARY_CONTACT = "ops@example.org"
+# Every setting naming an API's base URL: all point at the sandbox.
+BASE_URLS = (
+    "GEMINI_BASE_URL",
+    "XAI_BASE_URL",
+    "ISBNDB_BASE_URL",
+    "OPENLIBRARY_BASE_URL",
+    "GOOGLE_BOOKS_BASE_URL",
+)
 
 
 def free_port() -> int:
@@ -71,13 +81,23 @@ class Sandbox:
         result: dict[str, Any] = self._call("GET", f"truth/{year:04d}-{month:02d}")
         return result
 
+    def truth_isbns(self, start: str, end: str | None = None) -> dict[str, Any]:
+        """Every ISBN the sandbox knows in months ``start``..``end`` (YYYY-MM) and whose
+        it is (see backfill.sandbox.grading): ``{"from", "to", "isbns", "books"}``."""
+        params = {"from": start, "to": end or start}
+        result: dict[str, Any] = self._call("GET", "truth-isbns", params=params)
+        return result
+
     def env(self) -> dict[str, str]:
-        """Environment variables pointing a subprocess (worker, CLI, web) at this sandbox."""
+        """Environment variables pointing a subprocess (worker, CLI, web) at this sandbox.
+
+        No Google Books key: keyless calls are what the product makes by default
+        (the sandbox caps them per day like Google does).
+        """
         return {
-            "GEMINI_BASE_URL": self.url,
-            "XAI_BASE_URL": self.url,
-            "ISBNDB_BASE_URL": self.url,
+            **dict.fromkeys(BASE_URLS, self.url),
             **KEYS,
+            "OPENLIBRARY_CONTACT": OPENLIBRARY_CONTACT,
         }
 
     def settings_overrides(self) -> dict[str, str]:
@@ -110,7 +130,12 @@ class _ServerThread:
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[Sandbox]:
     """One sandbox for the whole run (use ``sandbox`` in tests: it resets it)."""
-    server = _ServerThread().start()
+    # Like ISBNdb's (which the in-thread sandbox does not limit unless told),
+    # Open Library's rate is lifted for the suite, whose settings send fast; the
+    # tests of the rate itself, and the end-to-end runs, set the real 3/s and 1/s.
+    server = _ServerThread(
+        {"openlibrary_rate_identified": 1000, "openlibrary_rate_anonymous": 1000}
+    ).start()
     handle = Sandbox(server.url)
     try:
         yield handle

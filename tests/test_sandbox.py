@@ -250,7 +250,8 @@ def test_each_api_refuses_a_missing_or_rejected_key_its_own_way(sandbox: Sandbox
 def test_each_month_holds_the_known_mix(sandbox: Sandbox, month: str) -> None:
     year, mon = map(int, month.split("-"))
     truth = sandbox.truth(year, mon)
-    assert 25 <= len(truth["books"]) <= 35
+    # 25-35 books in the generators' lists, then 3-5 trap books (see test_trap_books_*)
+    assert 28 <= len(truth["books"]) <= 40
     ranks = [(b["rank"]["gemini"], b["kind"]) for b in truth["books"]]
     gemini_first10 = {kind for rank, kind in ranks if rank is not None and rank < 10}
     assert {"isbn", "no_isbn", "bad_checksum", "unknown"} <= gemini_first10
@@ -525,7 +526,9 @@ def test_stats_count_every_call_by_endpoint_status_and_month(sandbox: Sandbox) -
     for t in threads:
         t.join()
     stats = sandbox.stats()
-    assert stats["calls"] == {"gemini": 1, "xai": 2, "isbndb": 32}
+    assert stats["calls"] == {
+        "gemini": 1, "xai": 2, "isbndb": 32, "openlibrary": 0, "googlebooks": 0
+    }  # fmt: skip
     assert stats["by_endpoint"] == {
         "gemini:POST /v1beta/models/{model}:generateContent": 1,
         "xai:POST /v1/chat/completions": 2,
@@ -542,7 +545,9 @@ def test_stats_count_every_call_by_endpoint_status_and_month(sandbox: Sandbox) -
 def test_config_merges_validates_and_reset_restores(sandbox: Sandbox) -> None:
     sandbox.configure(error_rate={"gemini": 0.25})
     merged = sandbox.configure(error_rate={"xai": 0.5}, isbndb_rate_per_second=3)
-    assert merged["error_rate"] == {"gemini": 0.25, "xai": 0.5, "isbndb": 0.0}
+    assert merged["error_rate"] == {
+        "gemini": 0.25, "xai": 0.5, "isbndb": 0.0, "openlibrary": 0.0, "googlebooks": 0.0
+    }  # fmt: skip
     assert merged["isbndb_rate_per_second"] == 3
     for bad, field in (
         ({"error_rate": {"gemini": 1.5}}, "error_rate.gemini"),
@@ -553,7 +558,7 @@ def test_config_merges_validates_and_reset_restores(sandbox: Sandbox) -> None:
         assert answer.status_code == 400 and answer.json()["error"]["field"] == field
     gemini(sandbox)
     sandbox.reset()
-    assert sandbox.stats()["calls"] == {"gemini": 0, "xai": 0, "isbndb": 0}
+    assert set(sandbox.stats()["calls"].values()) == {0}
     config = requests.get(f"{sandbox.url}/_sandbox/config", timeout=5).json()
     assert config["error_rate"]["xai"] == 0 and config["isbndb_rate_per_second"] == 1000
     bad_month = requests.get(f"{sandbox.url}/_sandbox/truth/2024-5", timeout=5)
@@ -562,8 +567,17 @@ def test_config_merges_validates_and_reset_restores(sandbox: Sandbox) -> None:
 
 def test_env_points_every_provider_at_the_sandbox(sandbox: Sandbox) -> None:
     env = sandbox.env()
-    assert env["GEMINI_BASE_URL"] == env["XAI_BASE_URL"] == env["ISBNDB_BASE_URL"] == sandbox.url
+    for name in (
+        "GEMINI_BASE_URL",
+        "XAI_BASE_URL",
+        "ISBNDB_BASE_URL",
+        "OPENLIBRARY_BASE_URL",
+        "GOOGLE_BOOKS_BASE_URL",
+    ):
+        assert env[name] == sandbox.url
     assert all(env[k] for k in ("GEMINI_API_KEY", "XAI_API_KEY", "ISBNDB_API_KEY"))
+    assert "@" in env["OPENLIBRARY_CONTACT"]  # earns Open Library's identified rate
+    assert sandbox.settings_overrides()["openlibrary_base_url"] == sandbox.url
 
 
 def test_sandbox_runs_as_its_own_process() -> None:
@@ -622,3 +636,327 @@ def test_title_words_and_isbns_decode_back_to_their_book() -> None:
         )
         assert codes.ref_of_isbn(codes.isbn13(ident, 3)) == (codes.BookRef(year, month, index), 3)
     assert codes.ref_of_isbn("9780306406157") is None
+
+
+# -- Open Library and Google Books
+
+CONTACT_UA = "backfill/1.0 (ops@example.org)"
+YEAR_2024 = [(2024, m) for m in range(1, 13)]
+
+
+def openlibrary(sandbox: Sandbox, ua: str = CONTACT_UA, **params: Any) -> requests.Response:
+    return requests.get(
+        f"{sandbox.url}/search.json", params=params, headers={"User-Agent": ua}, timeout=5
+    )
+
+
+def googlebooks(sandbox: Sandbox, q: str, **params: Any) -> requests.Response:
+    return requests.get(f"{sandbox.url}/books/v1/volumes", params={"q": q, **params}, timeout=5)
+
+
+def year_truth(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Every book of 2024, each with its month."""
+    return [
+        {**book, "month": f"{y:04d}-{m:02d}"}
+        for y, m in YEAR_2024
+        for book in sandbox.truth(y, m)["books"]
+    ]
+
+
+def decoy(book: dict[str, Any], trap: str) -> dict[str, Any]:
+    return next(d for d in book["decoys"] if d["trap"] == trap)
+
+
+def test_openlibrary_search_answers_works_in_the_documented_shape(sandbox: Sandbox) -> None:
+    sandbox.configure(openlibrary_rate_identified=100)
+    book = next(
+        b
+        for b in year_truth(sandbox)
+        if b["kind"] == "no_isbn" and "openlibrary" in b["sources"] and b["translations"]
+    )
+    found = openlibrary(sandbox, title=book["title"], author=book["authors"][0])
+    assert found.status_code == 200 and found.headers["Content-Type"] == "application/json"
+    data = found.json()
+    assert set(data) == {"numFound", "start", "numFoundExact", "docs", "num_found", "q", "offset"}
+    assert data["numFound"] == data["num_found"] == len(data["docs"]) >= 1
+    assert (data["start"], data["numFoundExact"], data["q"], data["offset"]) == (0, True, "", None)
+    work = next(d for d in data["docs"] if d["author_name"] == book["authors"])
+    # "Title: Subtitle" comes split, as Open Library stores it
+    assert ": ".join(filter(None, (work["title"], work.get("subtitle")))) == book["title"]
+    assert work["key"].startswith("/works/OL") and work["key"].endswith("W")
+    assert work["author_name"] == book["authors"]
+    assert work["first_publish_year"] == int(book["publication_date"][:4])
+    right = book["isbn13"]
+    translation = book["translations"][0]
+    # the union of every edition's ISBNs, both forms, the translation's included
+    assert {right, stdisbn.to_isbn10(right), translation["isbn13"]} <= set(work["isbn"])
+    assert work["isbn"] != sorted(work["isbn"]) or len(work["isbn"]) < 3
+    assert all(isinstance(d, str) for d in work["publish_date"])
+    assert {"eng", "ger", "fre", "spa", "ita"} >= set(work["language"]) > {"eng"}
+    # the same title by another author is its own work; author= filters it out
+    everyone = openlibrary(sandbox, q=book["title"]).json()
+    assert everyone["q"] == book["title"] and everyone["numFound"] > data["numFound"]
+    assert any(d["author_name"] != book["authors"] for d in everyone["docs"])
+    # fields= returns only those; limit and offset page through the works
+    slim = openlibrary(sandbox, q=book["title"], fields="key,title,isbn").json()
+    assert all(set(d) == {"key", "title", "isbn"} for d in slim["docs"])
+    assert set(everyone["docs"][0]) >= {"key", "title", "author_name", "isbn", "publish_date"}
+    paged = openlibrary(sandbox, q=book["title"], fields="key", limit=1, offset=1).json()
+    assert paged["start"] == paged["offset"] == 1
+    assert paged["docs"] == [{"key": everyone["docs"][1]["key"]}]
+    by_isbn = openlibrary(sandbox, q=f"isbn:{right}").json()
+    assert [d["key"] for d in by_isbn["docs"]] == [work["key"]]
+    missing = openlibrary(sandbox, title="no such book at all").json()
+    assert missing["numFound"] == 0 and missing["docs"] == []
+
+
+def _at_second_start() -> None:
+    time.sleep(1.02 - (time.time() % 1))
+
+
+def test_openlibrary_rate_depends_on_a_contact_in_the_user_agent(sandbox: Sandbox) -> None:
+    sandbox.configure(openlibrary_rate_identified=3, openlibrary_rate_anonymous=1)  # the real ones
+    _at_second_start()
+    named = [openlibrary(sandbox, q="x").status_code for _ in range(4)]
+    generic = [openlibrary(sandbox, "python-requests/2.32.3", q="x").status_code for _ in range(2)]
+    assert named == [200, 200, 200, 429] and generic == [200, 429]
+    limited = openlibrary(sandbox, "python-requests/2.32.3", q="x")
+    if limited.status_code == 429:  # still the same second
+        assert "Too Many Requests" in limited.text
+    stats = sandbox.stats()
+    assert stats["calls"]["openlibrary"] == 7 and stats["by_status"]["openlibrary"]["429"] >= 2
+    assert stats["by_endpoint"]["openlibrary:GET /search.json"] == 7
+
+
+def test_google_books_answers_editions_in_the_volumes_shape(sandbox: Sandbox) -> None:
+    book = next(
+        b for b in year_truth(sandbox) if b["kind"] == "no_isbn" and "googlebooks" in b["sources"]
+    )
+    q = f'intitle:"{book["title"]}" inauthor:"{book["authors"][0]}"'
+    found = googlebooks(sandbox, q, maxResults=40, printType="books")
+    assert found.status_code == 200, found.text
+    data = found.json()
+    assert data["kind"] == "books#volumes" and data["totalItems"] == len(data["items"]) >= 3
+    by_isbn: dict[str, dict[str, Any]] = {}
+    for item in data["items"]:
+        assert item["kind"] == "books#volume" and isinstance(item["id"], str)
+        info = item["volumeInfo"]
+        assert info["authors"] == book["authors"] and info["printType"] == "BOOK"
+        ids = {i["type"]: i["identifier"] for i in info["industryIdentifiers"]}
+        assert stdisbn.to_isbn10(ids["ISBN_13"]) == ids["ISBN_10"]
+        assert isinstance(item["saleInfo"]["isEbook"], bool) and info["pageCount"] > 0
+        by_isbn[ids["ISBN_13"]] = item
+    first = by_isbn[book["isbn13"]]
+    assert first["volumeInfo"]["publishedDate"] == book["publication_date"]
+    assert first["saleInfo"]["isEbook"] is False
+    # one volume per ISBNdb record of the book, same ISBNs (all by the same author here)
+    same_author = {e["isbn13"] for e in book["editions"] if e["authors"] == book["authors"]}
+    assert set(by_isbn) == same_author
+    one = googlebooks(sandbox, f"isbn:{stdisbn.to_isbn10(book['isbn13'])}").json()
+    assert one["totalItems"] == 1 and one["items"][0]["id"] == first["id"]
+    assert googlebooks(sandbox, 'intitle:"no such book at all"').json() == {
+        "kind": "books#volumes",
+        "totalItems": 0,
+    }
+    assert googlebooks(sandbox, "").status_code == 400
+    # ISBNdb's /books/{query} still answers beside Google's /books/v1/volumes
+    assert isbndb(sandbox, f"/books/{book['title']}").status_code == 200
+    assert sandbox.stats()["by_endpoint"]["googlebooks:GET /books/v1/volumes"] == 4
+
+
+def test_google_books_keyless_calls_share_a_daily_cap(sandbox: Sandbox) -> None:
+    sandbox.configure(googlebooks_keyless_daily_limit=2, reject_keys=["revoked"])
+    statuses = [googlebooks(sandbox, "isbn:9780306406157").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    spent = googlebooks(sandbox, "isbn:9780306406157").json()["error"]
+    assert spent["code"] == 429 and spent["status"] == "RESOURCE_EXHAUSTED"
+    assert spent["errors"][0]["reason"] == "rateLimitExceeded" and "per day" in spent["message"]
+    assert googlebooks(sandbox, "isbn:9780306406157", key="gb-key").status_code == 200
+    bad = googlebooks(sandbox, "isbn:9780306406157", key="revoked")
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert sandbox.stats()["googlebooks_keyless_daily_used"] == 2
+
+
+def test_faults_reach_the_search_apis(sandbox: Sandbox) -> None:
+    sandbox.configure(
+        error_rate={"openlibrary": 1.0, "googlebooks": 1.0}, openlibrary_rate_identified=100
+    )
+    assert openlibrary(sandbox, q="x").status_code in (500, 503)
+    broken = googlebooks(sandbox, "isbn:9780306406157")
+    assert broken.status_code in (500, 503) and broken.json()["error"]["code"] in (500, 503)
+    sandbox.configure(
+        error_rate={"openlibrary": 0.0, "googlebooks": 0.0},
+        rate_limit_rate={"openlibrary": 1.0, "googlebooks": 1.0},
+    )
+    assert openlibrary(sandbox, q="x").status_code == 429
+    assert googlebooks(sandbox, "isbn:9780306406157").status_code == 429
+    sandbox.configure(
+        rate_limit_rate={"openlibrary": 0.0, "googlebooks": 0.0},
+        malformed_rate={"openlibrary": 1.0, "googlebooks": 1.0},
+    )
+    for cut in (openlibrary(sandbox, q="x"), googlebooks(sandbox, "isbn:9780306406157")):
+        assert cut.status_code == 200
+        with pytest.raises(ValueError):
+            json.loads(cut.text)
+    sandbox.configure(malformed_rate={"openlibrary": 0.0}, timeout_rate={"openlibrary": 1.0})
+    sandbox.configure(timeout_seconds=0.6)
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{sandbox.url}/search.json?q=x", timeout=0.2)
+    stats = sandbox.stats()
+    assert stats["calls"]["googlebooks"] == 3 and stats["calls"]["openlibrary"] >= 3
+    assert {"500", "503"} & set(stats["by_status"]["googlebooks"])
+    assert stats["by_status"]["openlibrary"]["429"] == 1
+
+
+def test_fifteen_percent_server_errors_on_every_api(sandbox: Sandbox) -> None:
+    rates = dict.fromkeys(("gemini", "xai", "isbndb", "openlibrary", "googlebooks"), 0.15)
+    config = sandbox.configure(seed=3, error_rate=rates, openlibrary_rate_identified=1000)
+    assert config["error_rate"] == rates
+    answers = [googlebooks(sandbox, "isbn:9780306406157").status_code for _ in range(60)]
+    answers += [openlibrary(sandbox, q="x").status_code for _ in range(60)]
+    failed = sum(1 for s in answers if s >= 500)
+    assert 6 <= failed <= 36 and 200 in answers
+
+
+# -- traps and ground truth
+
+
+def test_each_trap_is_met_several_times_a_year(sandbox: Sandbox) -> None:
+    books = year_truth(sandbox)
+    met = {name: [b for b in books if name in b["traps"]] for name in (
+        "same_title_other_author", "companion", "series_sibling", "other_book_isbn",
+        "translation", "earlier_ebook",
+    )}  # fmt: skip
+    assert all(len(found) >= 3 for found in met.values()), {k: len(v) for k, v in met.items()}
+    same_title = [decoy(b, "same_title_other_author") for b in met["same_title_other_author"]]
+    years = {(d["date_published"][:4] == b["publication_date"][:4]) for d, b in zip(
+        same_title, met["same_title_other_author"], strict=True)}  # fmt: skip
+    assert years == {True, False}  # in the book's own year and in another one
+    for book in books:
+        assert book["findable"] == (book["isbn13"] is not None)
+        if book["kind"] == "unknown":
+            assert not book["findable"]
+    orphans = [b for b in books if b["kind"] == "unknown" and b["decoys"]]
+    assert orphans  # known to no source, though its decoys are
+    # the book is found in each search API first, in some books
+    for source in ("openlibrary", "googlebooks", "isbndb"):
+        assert any(b["sources"] == [source] or source in b["sources"] for b in books)
+    assert any(b["sources"] == ["isbndb"] for b in books if b["traps"])
+
+
+def test_companion_volumes_are_in_all_three_searches_sometimes_first(sandbox: Sandbox) -> None:
+    sandbox.configure(openlibrary_rate_identified=1000)
+    companions = [b for b in year_truth(sandbox) if "companion" in b["traps"]]
+    ahead = same_title = 0
+    for book in companions:
+        fake = decoy(book, "companion")
+        assert fake["authors"] == book["authors"] and fake["binding"] == "Paperback"
+        if book["isbn13"]:
+            assert fake["date_published"] == book["publication_date"]
+        assert book["title"] in fake["title"] and fake["title"] != book["title"]
+        listed = isbndb(sandbox, f"/books/{book['title']}", params={"pageSize": 50}).json()
+        order = [r["isbn13"] for r in listed["books"]]
+        assert fake["isbn13"] in order
+        if book["isbn13"] and order.index(fake["isbn13"]) < order.index(book["isbn13"]):
+            ahead += 1
+        docs = openlibrary(sandbox, title=book["title"]).json()["docs"]
+        assert any(fake["isbn13"] in d["isbn"] for d in docs)
+        items = googlebooks(sandbox, f'intitle:"{book["title"]}"', maxResults=40).json()["items"]
+        ids = [i["volumeInfo"]["industryIdentifiers"][0]["identifier"] for i in items]
+        assert fake["isbn13"] in ids
+        info = items[ids.index(fake["isbn13"])]["volumeInfo"]
+        if info["title"] == book["title"]:  # "<title>: A Study Guide", split by Google
+            same_title += 1
+            assert info["subtitle"] in fake["title"]
+    assert ahead >= 1 and same_title >= 1
+
+
+def test_quoted_isbns_of_siblings_and_other_books_are_valid_and_known(sandbox: Sandbox) -> None:
+    wrong = [b for b in year_truth(sandbox) if b["kind"] == "wrong_isbn"]
+    kinds = set()
+    for book in wrong:
+        quoted = book["answers"]["gemini"]["isbn13"]
+        assert stdisbn.is_valid(quoted) and quoted != book["isbn13"]
+        record = isbndb(sandbox, f"/book/{quoted}").json()["book"]
+        assert record["title"] != book["title"]
+        if "series_sibling" in book["traps"]:
+            kinds.add("sibling")
+            assert record["authors"] == book["authors"]
+            assert abs(int(record["date_published"][:4]) - int(book["publication_date"][:4])) <= 2
+        else:
+            kinds.add("other")
+            assert (
+                record["title"].startswith(book["title"]) and record["authors"] != book["authors"]
+            )
+            assert record["date_published"][:4] < book["publication_date"][:4]
+    assert kinds == {"sibling", "other"}
+
+
+def test_translations_and_earlier_ebooks(sandbox: Sandbox) -> None:
+    books = year_truth(sandbox)
+    translated = next(b for b in books if b["translations"] and "openlibrary" in b["sources"])
+    foreign = translated["translations"][0]
+    record = isbndb(sandbox, f"/book/{foreign['isbn13']}").json()["book"]
+    assert record["language"] != "en" and record["title"] != translated["title"]
+    assert record["authors"] == translated["authors"]
+    searched = isbndb(sandbox, f"/books/{translated['title']}", params={"pageSize": 50}).json()
+    assert foreign["isbn13"] not in {r["isbn13"] for r in searched["books"]}
+    early = [b for b in books if "earlier_ebook" in b["traps"]]
+    for book in early:
+        first = next(e for e in book["editions"] if e["isbn13"] == book["isbn13"])
+        assert first["binding"] in ("Hardcover", "Paperback")
+        assert any(
+            e["binding"] not in ("Hardcover", "Paperback")
+            and e["date_published"] < first["date_published"]
+            and e["date_published"][:4] == first["date_published"][:4]
+            for e in book["editions"]
+        )
+
+
+def test_trap_books_trail_the_lists_unless_placed_at_the_head(sandbox: Sandbox) -> None:
+    tail = sandbox.truth(2024, 5)
+    trap_books = [b for b in tail["books"] if b["trap_book"]]
+    assert 3 <= len(trap_books) <= 5 and all(b["answers"]["xai"] is None for b in trap_books)
+    regular = [b for b in tail["books"] if not b["trap_book"]]
+    last_regular = max(b["rank"]["gemini"] for b in regular if b["rank"]["gemini"] is not None)
+    assert all(b["rank"]["gemini"] > last_regular >= 21 for b in trap_books)
+    sandbox.configure(trap_placement="head")
+    head = sandbox.truth(2024, 5)
+    moved = [head["books"][b["index"]] for b in trap_books]
+    assert all(b["rank"]["gemini"] < 10 for b in moved)
+    assert any(b["rank"]["xai"] is not None and b["rank"]["xai"] < 10 for b in moved)
+    listed = gemini_books(gemini(sandbox, "2024-05", 10))
+    assert {b["title"] for b in moved} <= {b["title"] for b in listed}
+    # the books themselves are the same; only where the generators list them moves
+    strip = ("rank", "answers")
+    assert [{k: v for k, v in b.items() if k not in strip} for b in head["books"]] == [
+        {k: v for k, v in b.items() if k not in strip} for b in tail["books"]
+    ]
+
+
+def test_truth_isbns_grades_every_stored_isbn(sandbox: Sandbox) -> None:
+    table = sandbox.truth_isbns("2024-01", "2024-12")
+    assert (table["from"], table["to"]) == ("2024-01", "2024-12")
+    isbns, books = table["isbns"], table["books"]
+    assert len(books) == len(year_truth(sandbox))
+    right = {i for i, e in isbns.items() if e["right"]}
+    findable = [b for b in books if b["findable"]]
+    assert right == {b["isbn13"] for b in findable}
+    for book in findable:
+        entry = isbns[book["isbn13"]]
+        assert (entry["month"], entry["index"], entry["title"]) == (
+            book["month"], book["index"], book["title"]
+        )  # fmt: skip
+        assert entry["role"] == "edition" and entry["book_authors"] == book["authors"]
+    roles = {e["role"] for e in isbns.values() if not e["right"]}
+    assert roles >= {
+        "edition", "same_title_other_author", "companion", "series_sibling",
+        "other_book_isbn", "translation",
+    }  # fmt: skip
+    sibling = next(e for e in isbns.values() if e["role"] == "series_sibling")
+    assert sibling["title"] != sibling["book_title"] and not sibling["right"]
+    one = sandbox.truth_isbns("2024-05")
+    assert one["to"] == "2024-05" and set(one["isbns"]) < set(isbns)
+    for query in ("from=2024-5", "from=2024-05&to=2024-01", "from=1990-01&to=2024-01"):
+        bad = requests.get(f"{sandbox.url}/_sandbox/truth-isbns?{query}", timeout=5)
+        assert bad.status_code == 400 and "error" in bad.json()

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sandbox until interrupted; a bad argument prints one line and exits 2."""
     parser = argparse.ArgumentParser(
         prog="python -m backfill.sandbox",
-        description="Local emulator of the Gemini, xAI and ISBNdb APIs.",
+        description="Local emulator of the Gemini, xAI, ISBNdb, Open Library and Google Books "
+        "APIs.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8099, help="port (default 8099)")

@@ -1,4 +1,4 @@
-"""The sandbox Flask app and its server: all three emulated APIs on one port."""
+"""The sandbox Flask app and its server: all five emulated APIs on one port."""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from backfill.sandbox import control, gemini, isbndb, xai
+from backfill.sandbox import control, gemini, googlebooks, isbndb, openlibrary, xai
 from backfill.sandbox.state import SandboxState
 from backfill.sandbox.web import EXTENSION
 
 
 def create_sandbox_app(config: dict[str, Any] | None = None) -> Flask:
-    """A Flask app emulating Gemini, xAI and ISBNdb, with fault ``config`` applied.
+    """A Flask app emulating Gemini, xAI, ISBNdb, Open Library and Google Books, with
+    fault ``config`` applied.
 
     ``config`` has the shape of ``POST /_sandbox/config``; ``POST /_sandbox/reset``
     returns to it. Raises ``backfill.sandbox.config.ConfigError`` for a bad value.
     """
     app = Flask(__name__)
     app.extensions[EXTENSION] = SandboxState(config)
-    for blueprint in (gemini.bp, xai.bp, isbndb.bp, control.bp):
+    # Google Books' static /books/v1/volumes outranks ISBNdb's /books/<path:query>.
+    for blueprint in (gemini.bp, xai.bp, isbndb.bp, openlibrary.bp, googlebooks.bp, control.bp):
         app.register_blueprint(blueprint)
     return app
 

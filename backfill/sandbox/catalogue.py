@@ -17,6 +17,20 @@ in a known mix, so every path of the pipeline is exercised:
 Gemini answers the month's main list; xAI answers about 70% of the same books
 (with slightly different title casing/punctuation and author spelling) plus a
 few of its own, so the merge's fuzzy de-duplication has real work to do.
+
+After those come 3-5 *trap books* per month (:mod:`backfill.sandbox.traps`:
+companion volumes, same titles by other authors, series siblings, ISBNs of other
+books, translations, earlier ebooks), listed at the end of Gemini's list unless
+``trap_placement`` is ``"head"``. Open Library and Google Books serve the same
+records as ISBNdb (:mod:`backfill.sandbox.works`).
+
+``truth()`` reports, per book: index, kind, title, authors, publisher,
+publication_date, ``trap_book``, ``isbn13`` (the one right ISBN: the first print edition, None if
+no source knows the book), editions (ISBNdb's title-search records), answers,
+rank, ``findable`` (a correct resolver can reach ``isbn13``), ``traps`` (trap
+names met on the way), ``sources`` (search APIs listing the book's own
+editions), ``decoys`` (the trap records: isbn13, trap, title, authors,
+date_published, binding, language) and ``translations`` (ISBNdb records).
 """
 
 from __future__ import annotations
@@ -25,40 +39,31 @@ import calendar
 import dataclasses
 import functools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from backfill.sandbox import codes, variants, words
+from backfill.sandbox import codes, traps, variants, words
+from backfill.sandbox.book import (
+    BAD_CHECKSUM,
+    ISBN,
+    NO_ISBN,
+    SEARCH_SOURCES,
+    UNKNOWN,
+    WRONG_ISBN,
+    Book,
+)
 from backfill.sandbox.editions import Edition, editions_of
 
-ISBN, NO_ISBN, BAD_CHECKSUM, UNKNOWN = "isbn", "no_isbn", "bad_checksum", "unknown"
-
-
-@dataclass(frozen=True)
-class Book:
-    """One book of a month: the truth, the generators' answers and ISBNdb's editions."""
-
-    year: int
-    month: int
-    index: int
-    kind: str
-    title: str
-    authors: tuple[str, ...]
-    publisher: str
-    publication_date: str
-    reason: str
-    subject: str
-    editions: tuple[Edition, ...]
-    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def isbn13(self) -> str | None:
-        """The ISBN a correct pipeline stores: the first print edition ISBNdb knows."""
-        return self.editions[0].isbn13 if self.editions else None
-
-    def record(self, edition: Edition) -> dict[str, Any]:
-        """ISBNdb's record for one of this book's editions."""
-        return edition.record(f"{self.reason} {self.title}, {self.publisher}.", (self.subject,))
+__all__ = [
+    "BAD_CHECKSUM",
+    "ISBN",
+    "NO_ISBN",
+    "UNKNOWN",
+    "WRONG_ISBN",
+    "Book",
+    "MonthCatalogue",
+    "month_catalogue",
+]
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class MonthCatalogue:
             return None
         book = self.books[index]
         isbn = codes.isbn13(codes.book_id(self.year, self.month, index), slot)
-        for edition in book.editions:
+        for edition in book.all_records():
             if edition.isbn13 == isbn:
                 return book, edition
         return None
@@ -100,7 +105,16 @@ class MonthCatalogue:
                     "publication_date": b.publication_date,
                     "isbn13": b.isbn13,
                     "editions": [b.record(e) for e in b.editions],
-                    "answers": {p: b.answers.get(p) for p in self.order},
+                    "answers": {
+                        p: (b.answers.get(p) if b.index in order else None)
+                        for p, order in self.order.items()
+                    },
+                    "trap_book": b.trap_book,
+                    "findable": b.findable,
+                    "traps": b.traps(),
+                    "sources": [s for s in SEARCH_SOURCES if s in b.sources],
+                    "decoys": b.decoys(),
+                    "translations": [b.record(e) for e in b.extra],
                     "rank": {
                         p: (order.index(b.index) if b.index in order else None)
                         for p, order in self.order.items()
@@ -112,9 +126,40 @@ class MonthCatalogue:
         }
 
 
+@functools.lru_cache(maxsize=1024)
+def month_catalogue(year: int, month: int, traps_first: bool = False) -> MonthCatalogue:
+    """The catalogue of ``year-month`` (built once, then cached; it never changes).
+
+    The month's trap books (:mod:`backfill.sandbox.traps`) come after every other
+    book of Gemini's list and xAI leaves them out, so a short list never meets
+    them; ``traps_first`` (config ``trap_placement: "head"``) puts them among both
+    lists' first ten instead. The books themselves are the same either way.
+    """
+    books, gemini_order, xai_order, first_trap = _month_books(year, month)
+    trap_indexes = list(range(first_trap, len(books)))
+    if not traps_first:
+        order = {"gemini": gemini_order + tuple(trap_indexes), "xai": xai_order}
+    else:
+        gemini, xai = list(gemini_order), list(xai_order)
+        for j, i in enumerate(trap_indexes):
+            gemini.insert(1 + 2 * j, i)
+        for j, i in enumerate(i for i in trap_indexes if "xai" in books[i].answers):
+            xai.insert(2 * j, i)
+        order = {"gemini": tuple(gemini), "xai": tuple(xai)}
+    return MonthCatalogue(year, month, books, order)
+
+
 @functools.lru_cache(maxsize=512)
-def month_catalogue(year: int, month: int) -> MonthCatalogue:
-    """The catalogue of ``year-month`` (built once, then cached; it never changes)."""
+def _month_books(
+    year: int, month: int
+) -> tuple[tuple[Book, ...], tuple[int, ...], tuple[int, ...], int]:
+    """The month's books, the generators' orders (trap books excluded from both) and
+    the index of the first trap book.
+
+    The draws of the month's random generator are those of the catalogue before
+    traps existed, so every earlier book, answer and ISBNdb record is unchanged;
+    the trap books come from a generator of their own.
+    """
     codes.book_id(year, month, 0)  # raises ValueError outside the universe
     rng = random.Random(f"backfill-sandbox/{year:04d}-{month:02d}")
     n_gemini, n_xai_only = rng.randint(22, 30), rng.randint(3, 5)
@@ -131,9 +176,10 @@ def month_catalogue(year: int, month: int) -> MonthCatalogue:
         books[i].answers["gemini"] = _answer(rng, books[i], exact=True)
     for i in xai_order:
         books[i].answers["xai"] = _answer(rng, books[i], exact=False)
-    return MonthCatalogue(
-        year, month, tuple(books), {"gemini": gemini_order, "xai": tuple(xai_order)}
-    )
+    books = [traps.decorate(b) for b in books]
+    first_trap = len(books)
+    books += traps.trap_books(year, month, first_trap)
+    return tuple(books), gemini_order, tuple(xai_order), first_trap
 
 
 def _gemini_kinds(rng: random.Random, count: int) -> list[str]:

@@ -8,6 +8,16 @@ Beyond the shared contract, three keys exist: ``rate_limit_rate`` (random 429
 rate-limit answers, the "429 bursts"), ``isbndb_daily_status`` (429 or 403, see
 :func:`backfill.sandbox.errors.isbndb_daily_quota`) and ``reject_keys`` (keys the
 APIs refuse as invalid, to exercise a bad key).
+
+The per-provider maps (``latency_ms``, ``error_rate``, ``timeout_rate``,
+``malformed_rate``, ``rate_limit_rate``, ``quota_exhausted``) also take
+``openlibrary`` and ``googlebooks``. Their own limits:
+``openlibrary_rate_identified`` / ``openlibrary_rate_anonymous`` (requests per
+second per User-Agent: 3 when it names a contact, "@" or "http", else 1, as Open
+Library asks), ``googlebooks_keyless_daily_limit`` (calls a day without ``key=``,
+shared; None: unlimited). ``trap_placement`` ("tail" or "head") says where the
+month's trap books sit in the generators' lists (see
+:func:`backfill.sandbox.catalogue.month_catalogue`).
 """
 
 from __future__ import annotations
@@ -17,8 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-PROVIDERS = ("gemini", "xai", "isbndb")
-Provider = Literal["gemini", "xai", "isbndb"]
+PROVIDERS = ("gemini", "xai", "isbndb", "openlibrary", "googlebooks")
+Provider = Literal["gemini", "xai", "isbndb", "openlibrary", "googlebooks"]
 
 
 class ConfigError(ValueError):
@@ -46,6 +56,8 @@ class ProviderRates(BaseModel):
     gemini: float = Field(default=0.0, ge=0, le=1)
     xai: float = Field(default=0.0, ge=0, le=1)
     isbndb: float = Field(default=0.0, ge=0, le=1)
+    openlibrary: float = Field(default=0.0, ge=0, le=1)
+    googlebooks: float = Field(default=0.0, ge=0, le=1)
 
 
 class ProviderLatency(BaseModel):
@@ -55,6 +67,8 @@ class ProviderLatency(BaseModel):
     gemini: int = Field(default=0, ge=0, le=60_000)
     xai: int = Field(default=0, ge=0, le=60_000)
     isbndb: int = Field(default=0, ge=0, le=60_000)
+    openlibrary: int = Field(default=0, ge=0, le=60_000)
+    googlebooks: int = Field(default=0, ge=0, le=60_000)
 
 
 class ProviderFlags(BaseModel):
@@ -64,6 +78,8 @@ class ProviderFlags(BaseModel):
     gemini: bool = False
     xai: bool = False
     isbndb: bool = False
+    openlibrary: bool = False
+    googlebooks: bool = False
 
 
 class SandboxConfig(BaseModel):
@@ -84,6 +100,10 @@ class SandboxConfig(BaseModel):
     # The per-second refusal's message: API Gateway's throttle answer, or the
     # "Limit Exceeded" ISBNdb's documentation gives for any request limit.
     isbndb_rate_message: Literal["Too Many Requests", "Limit Exceeded"] = "Too Many Requests"
+    openlibrary_rate_identified: int = Field(default=3, ge=1)
+    openlibrary_rate_anonymous: int = Field(default=1, ge=1)
+    googlebooks_keyless_daily_limit: int | None = Field(default=1000, ge=0)  # None: unlimited
+    trap_placement: Literal["tail", "head"] = "tail"
     quota_exhausted: ProviderFlags = ProviderFlags()
     fail_months: dict[str, FailMonth] = {}
     reject_keys: list[str] = []

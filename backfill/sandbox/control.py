@@ -1,4 +1,11 @@
-"""Control routes under ``/_sandbox/`` (part of no real API): stats, config, reset, truth."""
+"""Control routes under ``/_sandbox/`` (part of no real API): stats, config, reset, truth.
+
+* ``GET /_sandbox/truth/YYYY-MM``: the month's books (see
+  :meth:`backfill.sandbox.catalogue.MonthCatalogue.truth`), with ``rank`` and
+  ``answers`` as the generators list them under the current ``trap_placement``.
+* ``GET /_sandbox/truth-isbns?from=YYYY-MM&to=YYYY-MM``: every ISBN the sandbox
+  knows in those months and whose it is (:mod:`backfill.sandbox.grading`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import re
 from flask import Blueprint, Response, request
 
 from backfill.sandbox import config as cfg
+from backfill.sandbox import grading
 from backfill.sandbox.catalogue import month_catalogue
 from backfill.sandbox.web import get_state, json_response
 
@@ -52,11 +60,35 @@ def reset() -> Response:
 @bp.get("/truth/<month>")
 def truth(month: str) -> Response:
     """The books the sandbox knows for ``YYYY-MM`` and what each API says of them."""
-    match = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    traps_first = get_state().config.trap_placement == "head"
     try:
-        if not match:
-            raise ValueError("must be written YYYY-MM")
-        catalogue = month_catalogue(int(match.group(1)), int(match.group(2)))
+        year, mon = _month(month)
+        catalogue = month_catalogue(year, mon, traps_first)
     except ValueError as exc:
         return json_response(400, {"error": {"field": "month", "message": str(exc)}})
     return json_response(200, catalogue.truth())
+
+
+@bp.get("/truth-isbns")
+def truth_isbns() -> Response:
+    """Every ISBN-13 known in ``from``..``to`` (YYYY-MM) with the book it belongs to."""
+    field = "from"
+    try:
+        start = _month(request.args.get("from", ""))
+        field = "to"
+        end = _month(request.args.get("to") or request.args.get("from", ""))
+        field = "range"
+        table = grading.isbn_truth(start, end)
+    except ValueError as exc:
+        return json_response(400, {"error": {"field": field, "message": str(exc)}})
+    return json_response(200, table)
+
+
+def _month(text: str) -> tuple[int, int]:
+    """(year, month) of a ``YYYY-MM`` string inside the sandbox's universe."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", text)
+    if not match:
+        raise ValueError("must be written YYYY-MM")
+    year, month = int(match.group(1)), int(match.group(2))
+    month_catalogue(year, month)  # raises ValueError outside the universe
+    return year, month

@@ -1,4 +1,12 @@
-"""ISBNdb's side of the catalogue: the editions (records) it holds for a book."""
+"""ISBNdb's side of the catalogue: the editions (records) it holds for a book.
+
+Every record carries a ``role`` (never shown to a client) saying what it really
+is for the book it is filed under: one of the book's own editions, or a trap a
+resolver must not take (see :mod:`backfill.sandbox.traps`). ISBN slots per book:
+0 first print, 1 ebook/audio, 2 reprint, 3 same title by another author,
+4 anniversary reissue, 5 companion volume, 6 series sibling, 7 another book
+whose title extends this one, 8 translation, 9 an ISBN nobody knows.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,15 @@ from backfill.sandbox import codes, words
 if TYPE_CHECKING:
     from backfill.sandbox.catalogue import Book
 
+# What a record really is (Edition.role). EDITION: the book's own; the rest are traps.
+EDITION = "edition"
+SAME_TITLE = "same_title_other_author"
+COMPANION = "companion"
+SIBLING = "series_sibling"
+OTHER_BOOK = "other_book_isbn"
+TRANSLATION = "translation"
+PRINT_WORDS = ("hardcover", "paperback")
+
 
 @dataclass(frozen=True)
 class Edition:
@@ -26,6 +43,8 @@ class Edition:
     binding: str
     edition: str
     pages: int
+    role: str = "edition"
+    language: str = "en"
 
     def record(self, synopsis: str, subjects: tuple[str, ...]) -> dict[str, Any]:
         """The record as ISBNdb API v2 spells it."""
@@ -42,7 +61,7 @@ class Edition:
             "edition": self.edition,
             "binding": self.binding,
             "pages": self.pages,
-            "language": "en",
+            "language": self.language,
             "synopsis": synopsis,
             "subjects": list(subjects),
             "msrp": f"{9.99 + (self.pages % 20):.2f}",
@@ -102,6 +121,7 @@ def editions_of(
         found.append(
             edition(
                 3,
+                role=SAME_TITLE,
                 authors=other,
                 date_published=f"{earlier}-{rng.randint(1, 12):02d}-01",
                 publisher=rng.choice(words.PUBLISHERS),
@@ -120,6 +140,16 @@ def editions_of(
                 )
             )
     return tuple(found)
+
+
+def is_print(edition: Edition) -> bool:
+    """Whether the binding is a printed book (not an ebook or an audiobook)."""
+    return any(word in edition.binding.lower() for word in PRINT_WORDS)
+
+
+def isbn10(isbn13: str) -> str:
+    """The ISBN-10 form of a 978 ISBN-13."""
+    return _isbn10(isbn13)
 
 
 def _name(rng: random.Random) -> str:

@@ -14,6 +14,8 @@
   (401 "Unauthorized", 403 "Forbidden", 429 "Too Many Requests"/"Limit Exceeded",
   5xx); a lookup that finds nothing is ``404 {"errorMessage": "Not Found"}``. See
   :func:`isbndb_daily_quota` for the day's-quota answer.
+* **Google Books**: Google's v1 error JSON (``errors`` list plus ``status``).
+* **Open Library**: ``{"error": ...}`` from the app; 429 and 5xx are HTML pages.
 """
 
 from __future__ import annotations
@@ -175,3 +177,59 @@ def isbndb_daily_quota(status: int = 429) -> Answer:
     if status == 403:
         return 403, {"message": "Forbidden: daily hits reached for this API key"}
     return 429, {"message": "Limit Exceeded"}
+
+
+_GOOGLE_REASONS = {
+    400: "invalid",
+    403: "forbidden",
+    429: "rateLimitExceeded",
+    500: "backendError",
+    503: "backendError",
+}
+
+
+def googlebooks(code: int, message: str | None = None, reason: str | None = None) -> Answer:
+    """A Google Books (v1 API) error: ``{"error": {"code", "message", "errors": [...],
+    "status"}}``, the older ``errors`` list beside the gRPC status name."""
+    text = message or ("Backend Error" if code >= 500 else GEMINI_STATUS.get(code, "Error"))
+    return code, {
+        "error": {
+            "code": code,
+            "message": text,
+            "errors": [
+                {
+                    "message": text,
+                    "domain": "global" if code != 429 else "usageLimits",
+                    "reason": reason or _GOOGLE_REASONS.get(code, "unknown"),
+                }
+            ],
+            "status": GEMINI_STATUS.get(code, "UNKNOWN"),
+        }
+    }
+
+
+def googlebooks_daily_quota() -> Answer:
+    """429 RESOURCE_EXHAUSTED once keyless calls have spent the day's shared quota."""
+    return googlebooks(
+        429,
+        "Quota exceeded for quota metric 'Queries' and limit 'Queries per day' of service "
+        "'books.googleapis.com' for consumer 'project_number:000000000000'.",
+        "rateLimitExceeded",
+    )
+
+
+def googlebooks_bad_key() -> Answer:
+    """400 for a key Google does not accept."""
+    return googlebooks(400, "API key not valid. Please pass a valid API key.", "badRequest")
+
+
+def openlibrary(code: int, message: str | None = None) -> Answer:
+    """An Open Library application error: ``{"error": "<message>"}`` (its gateway's
+    429 and 5xx pages are HTML, see :func:`openlibrary_page`)."""
+    return code, {"error": message or _GATEWAY_MESSAGES.get(code, "Error")}
+
+
+def openlibrary_page(code: int) -> tuple[int, str]:
+    """The HTML page Open Library's front servers answer a 429 or a 5xx with."""
+    title = f"{code} {_GATEWAY_MESSAGES.get(code, 'Error')}"
+    return code, f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"

@@ -6,7 +6,9 @@ Generators (Gemini, xAI): quota exhausted -> the month's first N failures
 truncated, unparsable answer (``malformed_rate``) -> a good answer.
 
 ISBNdb: daily quota -> request rate -> timeout -> 5xx -> 429 burst -> the lookup,
-whose 200 body is cut short with ``malformed_rate``.
+whose 200 body is cut short with ``malformed_rate``. Open Library and Google
+Books: their own limits (rate per User-Agent; keyless daily cap) -> the same
+timeout -> 5xx -> 429 -> truncated answer sequence (:func:`search_outcome`).
 
 The dice are a ``random.Random`` seeded by the ``seed`` setting and shared under a
 lock, so a single-threaded run replays exactly.
@@ -34,6 +36,9 @@ class Outcome:
 
     kind: str
     status: int = 200
+    # Answered only after a timeout fault's sleep: the client has given up by then
+    # (timeout_seconds is set above its timeout), so the answer is never received.
+    late: bool = False
 
 
 def generate_outcome(state: SandboxState, provider: str, month: str) -> Outcome:
@@ -52,14 +57,20 @@ def isbndb_outcome(state: SandboxState) -> Outcome:
     return _random_outcome(state, "isbndb")
 
 
+def search_outcome(state: SandboxState, provider: str) -> Outcome:
+    """The outcome of one ``openlibrary``/``googlebooks`` request past its limits."""
+    return _random_outcome(state, provider)
+
+
 def _random_outcome(state: SandboxState, provider: str) -> Outcome:
     config = state.config
-    if state.roll(config.timeout_rate, provider):
+    late = state.roll(config.timeout_rate, provider)
+    if late:
         state.sleep(config.timeout_seconds)
     if state.roll(config.error_rate, provider):
-        return Outcome(ERROR, state.choice((500, 503)))
+        return Outcome(ERROR, state.choice((500, 503)), late)
     if state.roll(config.rate_limit_rate, provider):
-        return Outcome(RATE_LIMITED, 429)
+        return Outcome(RATE_LIMITED, 429, late)
     if state.roll(config.malformed_rate, provider):
-        return Outcome(MALFORMED)
-    return Outcome(OK)
+        return Outcome(MALFORMED, late=late)
+    return Outcome(OK, late=late)

@@ -69,13 +69,17 @@ def generate_content(state: SandboxState, model: str) -> Response:
     if outcome.kind in (faults.ERROR, faults.FAIL_MONTH):
         return answer(errors.gemini(outcome.status))
 
-    entries = month_catalogue(prompt.year, prompt.month).answer("gemini", prompt.limit)
+    entries = month_catalogue(
+        prompt.year, prompt.month, state.config.trap_placement == "head"
+    ).answer("gemini", prompt.limit)
     mime = config.get("responseMimeType") or config.get("response_mime_type")
     schema = _first(config, "responseSchema", "response_schema", "responseJsonSchema")
     answer_text = answers.render(answers.shape(schema, entries), json_mode=mime in JSON_TYPES)
     finish = "STOP"
     if outcome.kind == faults.MALFORMED:
         answer_text, finish = answers.truncate(answer_text), "MAX_TOKENS"
+    elif not outcome.late:  # a complete list the client receives: what it pays for
+        state.count_answer(prompt.iso_month, "gemini")
     prompt_tokens, out_tokens = answers.tokens(text), answers.tokens(answer_text)
     return json_response(
         200,

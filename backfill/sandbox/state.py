@@ -63,12 +63,17 @@ class SandboxState:
         self._by_endpoint: Counter[str] = Counter()
         self._by_status: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._by_month: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._answered: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._fail_used: Counter[tuple[str, str]] = Counter()
         # ISBNdb arrivals and admissions in the current wall-clock second, and the peak.
         self._arrivals = self._admitted = self._peak = 0
         self._arrival_second = self._admitted_second = 0
         self._isbndb_day = ""
         self._isbndb_day_used = 0
+        # Open Library: admissions per User-Agent in the current second.
+        self._ol_window: dict[str, tuple[int, int]] = {}
+        self._gb_day = ""
+        self._gb_keyless_used = 0
 
     # -- faults
 
@@ -135,6 +140,52 @@ class SandboxState:
             self._isbndb_day_used += 1
             return None
 
+    # -- Open Library and Google Books limits
+
+    def openlibrary_admit(self, user_agent: str) -> bool:
+        """Whether a request from ``user_agent`` fits its per-second rate.
+
+        Open Library asks callers to name a contact in the User-Agent; such callers
+        get ``openlibrary_rate_identified`` requests a second, the others (generic
+        library agents included) ``openlibrary_rate_anonymous``. The budget is per
+        User-Agent, the sandbox's stand-in for the real per-client limit.
+        """
+        identified = "@" in user_agent or "http" in user_agent.lower()
+        config = self._config
+        limit = (
+            config.openlibrary_rate_identified if identified else config.openlibrary_rate_anonymous
+        )
+        second = int(time.time())
+        with self._lock:
+            start, used = self._ol_window.get(user_agent, (second, 0))
+            if start != second:
+                used = 0
+            if used >= limit:
+                return False
+            self._ol_window[user_agent] = (second, used + 1)
+            return True
+
+    def googlebooks_admit(self, keyless: bool) -> bool:
+        """Whether the day's budget admits one more Google Books call.
+
+        Keyless calls share ``googlebooks_keyless_daily_limit`` a day (UTC); a call
+        with a key is not capped. ``quota_exhausted.googlebooks`` refuses every call.
+        """
+        config = self._config
+        with self._lock:
+            if config.quota_exhausted.googlebooks:
+                return False
+            if not keyless:
+                return True
+            today = datetime.now(UTC).date().isoformat()
+            if today != self._gb_day:
+                self._gb_day, self._gb_keyless_used = today, 0
+            limit = config.googlebooks_keyless_daily_limit
+            if limit is not None and self._gb_keyless_used >= limit:
+                return False
+            self._gb_keyless_used += 1
+            return True
+
     # -- counting
 
     def count_month(self, month: str, provider: str) -> None:
@@ -142,6 +193,12 @@ class SandboxState:
         the model, whatever the model then answered)."""
         with self._lock:
             self._by_month[month][provider] += 1
+
+    def count_answer(self, month: str, provider: str) -> None:
+        """One complete list answered for ``month`` (a 200 that is not cut short):
+        what a generator is paid for. "Asked once" is measured on this."""
+        with self._lock:
+            self._answered[month][provider] += 1
 
     def record(self, provider: str, endpoint: str, status: int) -> None:
         """One answered request."""
@@ -158,6 +215,8 @@ class SandboxState:
                 "by_endpoint": dict(self._by_endpoint),
                 "by_status": {p: dict(self._by_status[p]) for p in cfg.PROVIDERS},
                 "by_month": {m: dict(c) for m, c in sorted(self._by_month.items())},
+                "answered_by_month": {m: dict(c) for m, c in sorted(self._answered.items())},
                 "max_isbndb_per_second": self._peak,
                 "isbndb_daily_used": self._isbndb_day_used,
+                "googlebooks_keyless_daily_used": self._gb_keyless_used,
             }

@@ -1,4 +1,4 @@
-"""Plumbing shared by the three emulated APIs: state lookup, JSON answers, counting."""
+"""Plumbing shared by the emulated APIs: state lookup, JSON answers, counting."""
 
 from __future__ import annotations
 

@@ -65,11 +65,15 @@ def chat_completions(state: SandboxState) -> Response:
     if outcome.kind in (faults.ERROR, faults.FAIL_MONTH):
         return answer(errors.xai(outcome.status))
 
-    entries = month_catalogue(prompt.year, prompt.month).answer("xai", prompt.limit)
+    entries = month_catalogue(
+        prompt.year, prompt.month, state.config.trap_placement == "head"
+    ).answer("xai", prompt.limit)
     content = answers.render(answers.shape(schema, entries), json_mode=json_mode)
     finish = "stop"
     if outcome.kind == faults.MALFORMED:
         content, finish = answers.truncate(content), "length"
+    elif not outcome.late:  # a complete list the client receives: what it pays for
+        state.count_answer(prompt.iso_month, "xai")
     prompt_tokens, out_tokens = answers.tokens(text), answers.tokens(content)
     return json_response(
         200,
