@@ -1,9 +1,12 @@
-"""Storage of resolved books and of ISBNdb lookups, idempotent by construction.
+"""Storage of resolved books and of resolution answers, idempotent by construction.
 
-Books are upserted on ISBN-13 and lookups on (kind, key) with ``ON CONFLICT``,
-so a month processed twice, or by two workers at once after a lost lease,
-leaves one row per book. Rows are written in key order: two transactions
-writing overlapping sets then lock rows in the same order and cannot deadlock.
+Books are inserted on ISBN-13 with ``ON CONFLICT DO NOTHING``: a book named in
+two months is one row that keeps the month that found it first and is never
+rewritten by a later month (each month keeps its own candidate pointing at it).
+Lookups are upserted on (kind, key), so a month processed twice, or by two
+workers at once after a lost lease, leaves one row per book and per answer.
+Rows are written in key order: two transactions writing overlapping sets then
+lock rows in the same order and cannot deadlock.
 Nothing here commits; the caller owns the transaction.
 """
 
@@ -23,11 +26,13 @@ from backfill.models import Book, LookupCache
 
 @dataclass(frozen=True)
 class Lookup:
-    """One remembered ISBNdb answer: ``kind`` 'isbn' or 'title', the key, the ISBN found."""
+    """One remembered answer: ``kind`` 'isbn' (ISBNdb's record for an ISBN-13, or
+    none) or 'title' (a verified title key -> ISBN-13, or not found anywhere)."""
 
     kind: str
     key: str
     isbn13: str | None
+    record: dict[str, Any] | None = None
 
     @property
     def found(self) -> bool:
@@ -58,7 +63,10 @@ def load_lookups(
             or_(LookupCache.found, LookupCache.looked_up_at > fresh_after),
         )
     )
-    return {row.key: Lookup(row.kind, row.key, row.isbn13 if row.found else None) for row in rows}
+    return {
+        row.key: Lookup(row.kind, row.key, row.isbn13 if row.found else None, row.record)
+        for row in rows
+    }
 
 
 def remember(session: Session, lookups: Iterable[Lookup]) -> None:
@@ -67,7 +75,13 @@ def remember(session: Session, lookups: Iterable[Lookup]) -> None:
     if not unique:
         return
     values = [
-        {"kind": kind, "key": key, "found": item.found, "isbn13": item.isbn13}
+        {
+            "kind": kind,
+            "key": key,
+            "found": item.found,
+            "isbn13": item.isbn13,
+            "record": item.record,
+        }
         for (kind, key), item in sorted(unique.items())
     ]
     stmt = insert(LookupCache).values(values)
@@ -77,6 +91,7 @@ def remember(session: Session, lookups: Iterable[Lookup]) -> None:
             set_={
                 "found": stmt.excluded.found,
                 "isbn13": stmt.excluded.isbn13,
+                "record": stmt.excluded.record,
                 "looked_up_at": func.now(),
             },
         )
@@ -84,32 +99,15 @@ def remember(session: Session, lookups: Iterable[Lookup]) -> None:
     session.flush()
 
 
-def upsert_books(session: Session, rows: Iterable[dict[str, Any]]) -> None:
-    """Insert or update books (dicts of :class:`Book` columns) on ISBN-13, then flush.
+def insert_books(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert books (dicts of :class:`Book` columns) not stored yet, then flush.
 
-    The month a book was first found is kept: a later month that finds it
-    again does not move it.
+    A book already stored keeps its row as it is: the first month that found
+    it, and the record it was verified on.
     """
     unique = {row["isbn13"]: row for row in rows}
     if not unique:
         return
     stmt = insert(Book).values([unique[key] for key in sorted(unique)])
-    excluded = stmt.excluded
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Book.isbn13],
-            set_={
-                "title": excluded.title,
-                "authors": excluded.authors,
-                "publisher": excluded.publisher,
-                "publication_date": excluded.publication_date,
-                "found_year": func.coalesce(Book.found_year, excluded.found_year),
-                "found_month": func.coalesce(Book.found_month, excluded.found_month),
-                "generator": excluded.generator,
-                "resolver": excluded.resolver,
-                "payload": excluded.payload,
-                "updated_at": func.now(),
-            },
-        )
-    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=[Book.isbn13]))
     session.flush()

@@ -1,106 +1,32 @@
-"""Validate and merge the generators' lists into one list of distinct books.
+"""Store a generator's answer and merge its books into the month's candidates.
 
 * ISBNs are checked with python-stdnum (checksum and 978/979 prefix); ISBN-10s
-  become ISBN-13s. A book whose ISBN fails the check keeps it in
-  ``invalid_isbn``: unless another entry for the same book brings a valid ISBN
-  or none at all, the pipeline counts it as a hallucination and drops it (never
-  looked up, never stored).
-* Two entries are the same book when their normalised titles and first authors
-  are both at least ``threshold`` similar (rapidfuzz, 0..1).
+  become ISBN-13s. What each generator claimed is kept as given *and* as a valid
+  ISBN-13, so two generators' different valid ISBNs for one book are both tried.
+* Two entries are one book when :func:`backfill.match.same_book` says so: equal
+  main titles (spelling variants tolerated) and compatible first authors. Two
+  different titles by one author are never merged on shared words.
+* A book named only with ISBNs that fail the checksum is a hallucination: kept
+  as ``invalid_isbn``, never looked up, not counted as generated -- unless a
+  generator names it with a valid ISBN or none, which makes it ``pending``.
+
+Nothing here commits: the caller commits the answer together with the call.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import Any
 
-from rapidfuzz import fuzz
+from sqlalchemy.orm import Session
 from stdnum import isbn as stdisbn
 from stdnum.exceptions import ValidationError
 
-from backfill.providers.base import BookCandidate, Generation
-
-_NON_WORD = re.compile(r"[^\w]+")
-_BRACKETED = re.compile(r"[(\[][^)\]]*[)\]]")
-_SUBTITLE = re.compile(r"\s*(?::|;|\s[-\u2013\u2014]\s)")
-
-
-@dataclass
-class Candidate:
-    """One distinct generated book after validation and merging."""
-
-    title: str
-    authors: list[str]
-    publisher: str | None
-    publication_date: str | None
-    isbn13: str | None  # valid ISBN-13, or None
-    invalid_isbn: str | None  # what a generator claimed when no valid ISBN was given
-    reason: str | None
-    sources: set[str] = field(default_factory=set)
-
-    @property
-    def generator(self) -> str:
-        """'gemini', 'xai', or 'both' when the two lists agreed on the book."""
-        return "both" if len(self.sources) > 1 else next(iter(sorted(self.sources)), "")
-
-    @property
-    def title_key(self) -> str:
-        """Normalised ``title|first author``: the title-lookup cache key."""
-        author = normalise_name(self.authors[0]) if self.authors else ""
-        return f"{normalise(self.title)}|{author}"
-
-
-def normalise(text: str) -> str:
-    """Case, accents and punctuation folded: 'Beloved: A Novel' -> 'beloved a novel'."""
-    text = unicodedata.normalize("NFKD", text.casefold().replace("&", " and "))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(_NON_WORD.sub(" ", text).replace("_", " ").split())
-
-
-def normalise_name(name: str) -> str:
-    """An author's name folded, 'Morrison, Toni' read as 'Toni Morrison'."""
-    if name.count(",") == 1:
-        last, first = name.split(",")
-        name = f"{first} {last}"
-    return normalise(name)
-
-
-def core_title(title: str) -> str:
-    """The title without series notes and subtitle, normalised:
-    'Dune (Dune Chronicles, Book 1)' -> 'dune', 'Beloved: A Novel' -> 'beloved'."""
-    bare = _BRACKETED.sub(" ", title)
-    core = normalise(_SUBTITLE.split(bare, maxsplit=1)[0])
-    return core or normalise(title)
-
-
-def title_similarity(a: str, b: str) -> float:
-    """0..1; a subtitle or a series note on one side ('X' vs 'X: A Novel',
-    'X (Series, Book 1)') does not lower the score."""
-    na, nb = normalise(a), normalise(b)
-    if not na or not nb:
-        return 0.0
-    # token_set_ratio scores a subset as 100: only safe when the shorter title
-    # has more than one word ('It' must not match 'It Ends with Us').
-    if min(len(na.split()), len(nb.split())) >= 2:
-        score = fuzz.token_set_ratio(na, nb) / 100
-    else:
-        score = fuzz.ratio(na, nb) / 100
-    # The main titles alone, compared whole ('It' vs 'It Ends with Us' stays low).
-    return max(score, fuzz.ratio(core_title(a), core_title(b)) / 100)
-
-
-def author_similarity(a: str, b: str) -> float:
-    """0..1, independent of name order."""
-    return fuzz.token_sort_ratio(normalise_name(a), normalise_name(b)) / 100
-
-
-def authors_match(wanted: list[str], found: Iterable[str], threshold: float) -> bool:
-    """Whether the first wanted author is one of ``found`` (True when nothing is wanted)."""
-    if not wanted:
-        return True
-    return any(author_similarity(wanted[0], other) >= threshold for other in found if other)
+from backfill import candidates as store
+from backfill.match import same_book
+from backfill.models import Candidate, Generation
+from backfill.providers.base import BookCandidate
+from backfill.providers.base import Generation as Answer
 
 
 def valid_isbn13(raw: str | None) -> str | None:
@@ -113,52 +39,124 @@ def valid_isbn13(raw: str | None) -> str | None:
         return None
 
 
-def same_book(a: Candidate, b: Candidate, threshold: float) -> bool:
-    """Titles and first authors both at least ``threshold`` similar."""
-    if title_similarity(a.title, b.title) < threshold:
-        return False
-    if a.authors and b.authors:
-        return author_similarity(a.authors[0], b.authors[0]) >= threshold
-    return True
+def _entry(book: BookCandidate, rank: int) -> dict[str, Any]:
+    """What one generator said of a book, bounded for storage."""
+    raw = store.bounded(book.isbn, store.ISBN_MAX)
+    valid = valid_isbn13(raw)
+    return {
+        "title": store.bounded(book.title, store.TITLE_MAX),
+        "authors": store.bounded_authors(book.authors),
+        "publication_date": store.bounded(book.publication_date, store.DATE_MAX),
+        "isbns": [raw] if raw else [],
+        "isbn13s": [valid] if valid else [],
+        "rank": rank,
+    }
 
 
-def _candidate(book: BookCandidate) -> Candidate:
-    isbn13 = valid_isbn13(book.isbn)
-    return Candidate(
-        title=book.title,
-        authors=list(book.authors),
-        publisher=book.publisher,
-        publication_date=book.publication_date,
-        isbn13=isbn13,
-        invalid_isbn=book.isbn if book.isbn and not isbn13 else None,
-        reason=book.reason,
-        sources={book.source},
+def claimed_isbns(candidate: Candidate) -> list[str]:
+    """Every valid ISBN-13 the generators claimed for ``candidate``, in generator order."""
+    seen: dict[str, None] = {}
+    for name in sorted(candidate.generators or {}):
+        entry = candidate.generators[name]
+        for isbn in entry.get("isbn13s") or [] if isinstance(entry, dict) else []:
+            seen.setdefault(str(isbn), None)
+    return list(seen)
+
+
+def namings(candidate: Candidate) -> list[tuple[str, list[str]]]:
+    """(title, authors) as the candidate holds it, then as each generator named it."""
+    found = [(candidate.title, list(candidate.authors or []))]
+    for entry in (candidate.generators or {}).values():
+        if isinstance(entry, dict) and entry.get("title"):
+            found.append((str(entry["title"]), list(entry.get("authors") or [])))
+    return found
+
+
+def _hallucinated(generators: dict[str, Any]) -> bool:
+    """Every naming quotes an ISBN, and none of them is valid."""
+    entries = [e for e in generators.values() if isinstance(e, dict)]
+    return bool(entries) and all(e.get("isbns") and not e.get("isbn13s") for e in entries)
+
+
+def _absorb(kept: Candidate, name: str, entry: dict[str, Any], book: BookCandidate) -> None:
+    generators = dict(kept.generators or {})
+    if name in generators:  # the same list names it twice: keep both claims
+        old = dict(generators[name])
+        for key in ("isbns", "isbn13s"):
+            old[key] = list(dict.fromkeys([*(old.get(key) or []), *entry[key]]))
+        generators[name] = old
+    else:
+        generators[name] = entry
+    new_isbns = set(entry["isbn13s"]) - set(claimed_isbns(kept))
+    kept.generators = generators
+    kept.publisher = kept.publisher or store.bounded(book.publisher, store.PUBLISHER_MAX)
+    kept.publication_date = kept.publication_date or entry["publication_date"]
+    kept.reason = kept.reason or store.bounded(book.reason, store.REASON_MAX)
+    kept.authors = list(kept.authors or []) or entry["authors"]
+    if kept.status == "invalid_isbn" and not _hallucinated(generators):
+        kept.status = "pending"
+    elif kept.status == "unresolved" and new_isbns:
+        kept.status = "pending"  # a new claim is worth checking
+
+
+def merge(
+    month: list[Candidate], name: str, books: Iterable[BookCandidate], backfill_id: int
+) -> list[Candidate]:
+    """Merge one generator's books into the month's candidates ``month`` (updated
+    in place); returns the new candidate rows (not yet added to a session)."""
+    added: list[Candidate] = []
+    for rank, book in enumerate(books):
+        entry = _entry(book, rank)
+        if not entry["title"]:
+            continue
+        for kept in month:
+            if any(same_book(t, a, entry["title"], entry["authors"]) for t, a in namings(kept)):
+                _absorb(kept, name, entry, book)
+                break
+        else:
+            generators = {name: entry}
+            row = Candidate(
+                backfill_id=backfill_id,
+                title=entry["title"],
+                authors=entry["authors"],
+                publisher=store.bounded(book.publisher, store.PUBLISHER_MAX),
+                publication_date=entry["publication_date"],
+                reason=store.bounded(book.reason, store.REASON_MAX),
+                generators=generators,
+                status="invalid_isbn" if _hallucinated(generators) else "pending",
+                tries=0,
+                evidence={},
+            )
+            month.append(row)
+            added.append(row)
+    return added
+
+
+def store_answer(
+    session: Session,
+    backfill_id: int,
+    attempt_id: int | None,
+    answer: Answer,
+    batch_size: int,
+) -> Generation:
+    """Keep one generator's answer (capped at ``batch_size``) and merge its books
+    into the month's candidates; flushed, not committed."""
+    books = answer.books[:batch_size]
+    generation = Generation(
+        backfill_id=backfill_id,
+        attempt_id=attempt_id,
+        provider=answer.provider,
+        model=store.bounded(answer.model, 200),
+        prompt_version=store.bounded(answer.prompt_version, 64),
+        books=[
+            _entry(book, rank) | {"reason": store.bounded(book.reason, store.REASON_MAX)}
+            for rank, book in enumerate(books)
+        ],
+        tokens_in=answer.tokens_in,
+        tokens_out=answer.tokens_out,
     )
-
-
-def _absorb(kept: Candidate, other: Candidate) -> None:
-    """Fill what ``kept`` lacks from ``other`` (the first list wins on conflicts)."""
-    kept.sources |= other.sources
-    if not kept.isbn13 and other.isbn13:
-        kept.isbn13, kept.invalid_isbn = other.isbn13, None
-    elif not kept.isbn13 and not other.invalid_isbn:
-        kept.invalid_isbn = None  # the other list names it without a made-up ISBN
-    kept.authors = kept.authors or other.authors
-    kept.publisher = kept.publisher or other.publisher
-    kept.publication_date = kept.publication_date or other.publication_date
-    kept.reason = kept.reason or other.reason
-
-
-def merge(generations: Iterable[Generation], threshold: float) -> list[Candidate]:
-    """Validate every entry and merge duplicates, within and across lists, in order."""
-    merged: list[Candidate] = []
-    for generation in generations:
-        for book in generation.books:
-            candidate = _candidate(book)
-            for kept in merged:
-                if same_book(kept, candidate, threshold):
-                    _absorb(kept, candidate)
-                    break
-            else:
-                merged.append(candidate)
-    return merged
+    session.add(generation)
+    month = store.of_month(session, backfill_id)
+    session.add_all(merge(month, answer.provider, books, backfill_id))
+    session.flush()
+    return generation

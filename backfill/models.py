@@ -39,8 +39,12 @@ NAMING_CONVENTION = {
 }
 
 STATUSES = ("pending", "processing", "completed", "failed", "retry")
-CANDIDATE_STATUSES = ("pending", "retry")
-PROVIDERS = ("gemini", "xai", "isbndb")
+PROVIDERS = ("gemini", "xai", "isbndb", "openlibrary", "googlebooks")
+GENERATORS = ("gemini", "xai")
+# A generated book's fate: waiting for (more) resolution, resolved to an ISBN-13,
+# not found anywhere (kept, tried again by re-resolution), or named only with an
+# ISBN that fails its checksum (a hallucination: kept, never looked up).
+BOOK_STATUSES = ("pending", "resolved", "unresolved", "invalid_isbn")
 
 
 class Base(DeclarativeBase):
@@ -90,6 +94,8 @@ class BackfillLog(Base):
     gemini_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     xai_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     isbndb_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    openlibrary_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    googlebooks_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_retry_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -140,6 +146,10 @@ class MonthAttempt(Base):
     gemini_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     xai_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     isbndb_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    openlibrary_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    googlebooks_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Generators not asked because their answer for the month was already stored.
+    generators_reused: Mapped[int] = mapped_column(Integer, server_default="0")
     tokens_in: Mapped[int] = mapped_column(Integer, server_default="0")
     tokens_out: Mapped[int] = mapped_column(Integer, server_default="0")
     books_generated: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -182,7 +192,13 @@ class Book(Base):
 
 
 class LookupCache(Base):
-    """ISBNdb lookups already made: never ask twice for the same ISBN or title."""
+    """Resolution answers already paid for: never ask twice for the same ISBN or title.
+
+    ``kind`` 'isbn': ISBNdb's answer for one ISBN-13, with the record it returned
+    (so any later candidate claiming that ISBN is judged without a new request).
+    ``kind`` 'title': a *verified* title key -> ISBN-13 mapping, or a not-found
+    answer of the whole chain (which expires after ``ISBNDB_NOT_FOUND_TTL_DAYS``).
+    """
 
     __tablename__ = "lookup_cache"
 
@@ -190,7 +206,95 @@ class LookupCache(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     found: Mapped[bool] = mapped_column(Boolean)
     isbn13: Mapped[str | None] = mapped_column(String(13))
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     looked_up_at: Mapped[dt.datetime] = _now()
+
+
+class Generation(Base):
+    """One generator's stored answer for a month: paid for once, never asked again.
+
+    At most one current (not superseded) answer per month and generator, which the
+    unique partial index enforces even against two deliveries racing.
+    """
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index(
+            "uq_generations_current",
+            "backfill_id",
+            "provider",
+            unique=True,
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("backfill_log.id", ondelete="CASCADE"))
+    attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("month_attempts.id", ondelete="SET NULL")
+    )
+    provider: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    # The list as the generator gave it (capped at batch_size, strings bounded).
+    books: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    tokens_in: Mapped[int] = mapped_column(Integer, server_default="0")
+    tokens_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[dt.datetime] = _now()
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Candidate(Base):
+    """One distinct generated book of a month, after merging, with its fate.
+
+    ``generators`` maps each generator that named it to what it said (title,
+    authors, the ISBN it claimed as given, that ISBN as a valid ISBN-13 or null).
+    """
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending','resolved','unresolved','invalid_isbn')", name="status_valid"
+        ),
+        CheckConstraint("(status = 'resolved') = (isbn13 IS NOT NULL)", name="resolved_has_isbn"),
+        CheckConstraint("tries >= 0", name="tries_nonnegative"),
+        Index("ix_candidates_backfill_id", "backfill_id"),
+        Index("ix_candidates_isbn13", "isbn13"),
+        # Serves re-resolution: the open candidates, oldest try first.
+        Index(
+            "ix_candidates_open",
+            "last_tried_at",
+            postgresql_where=text("status IN ('pending', 'unresolved') AND superseded_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("backfill_log.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(500))
+    authors: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    publisher: Mapped[str | None] = mapped_column(String(300))
+    publication_date: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    generators: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    isbn13: Mapped[str | None] = mapped_column(
+        ForeignKey("books.isbn13", ondelete="RESTRICT"), nullable=True
+    )
+    resolver: Mapped[str | None] = mapped_column(String(32))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    tries: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_tried_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Resolved by re-resolution (after the month's own attempts), for the stats.
+    reresolved: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )
 
 
 class QuotaUsage(Base):
@@ -208,7 +312,7 @@ class QuotaUsage(Base):
 class ApiCallOutcome(Base):
     """Every external request sent, counted by provider and how it ended
     (``ok``, ``not_found``, ``rate_limited``, ``quota_exhausted``, ``refused``,
-    ``client_error``, ``server_error``, ``timeout``, ``network_error``)."""
+    ``client_error``, ``server_error``, ``timeout``, ``network_error``, ``malformed``)."""
 
     __tablename__ = "api_call_outcomes"
 

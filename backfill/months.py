@@ -319,6 +319,9 @@ def _record_attempt(attempt: MonthAttempt, stats: AttemptStats) -> None:
     attempt.gemini_calls = stats.gemini_calls
     attempt.xai_calls = stats.xai_calls
     attempt.isbndb_calls = stats.isbndb_calls
+    attempt.openlibrary_calls = stats.openlibrary_calls
+    attempt.googlebooks_calls = stats.googlebooks_calls
+    attempt.generators_reused = stats.generators_reused
     attempt.tokens_in = stats.tokens_in
     attempt.tokens_out = stats.tokens_out
     attempt.books_generated = stats.books_generated
@@ -393,3 +396,42 @@ def refuse_stale(session: Session, year: int, month: int, job_id: uuid.UUID | No
     )
     if row is not None and row.job_id != job_id:
         _close_attempts(session, row.id, job_id, "refused", "message refused: month not claimable")
+
+
+def record_counts(session: Session, row_id: int, books_generated: int, isbns_resolved: int) -> None:
+    """Set a month's book counters (from its candidates); its status is left alone,
+    so a completed month stays completed when re-resolution finds more books."""
+    rate = round(100.0 * isbns_resolved / books_generated, 2) if books_generated else 0.0
+    session.execute(
+        update(BackfillLog)
+        .where(BackfillLog.id == row_id)
+        .values(
+            books_generated=books_generated,
+            isbns_resolved=isbns_resolved,
+            resolution_rate=Decimal(str(rate)),
+        )
+    )
+
+
+def reopen(session: Session, year: int, month: int) -> BackfillLog:
+    """Put a month back to ``pending`` with a fresh budget and zero book counters
+    (for fresh generator lists); refused while a worker holds a live lease."""
+    row = get(session, year, month, lock=True)
+    if _live_lease(row, db_now(session)):
+        raise MonthNotClaimable(
+            f"{row.label} is being processed by job {row.job_id} until {row.lease_expires_at}"
+        )
+    if row.status == "processing":  # a lost job: close its attempt
+        _close_attempts(session, row.id, row.job_id, "lost", "month reopened by the operator")
+    row.status = "pending"
+    row.retry_count = 0
+    row.completed_at = None
+    row.not_before = None
+    row.job_id = None
+    row.lease_expires_at = None
+    row.error_message = None
+    row.books_generated = 0
+    row.isbns_resolved = 0
+    row.resolution_rate = Decimal("0")
+    session.flush()
+    return row

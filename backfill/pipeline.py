@@ -1,9 +1,16 @@
-"""One month's work, independent of Celery: generate, validate and merge, resolve, store.
+"""One month's work, independent of Celery: generate once, merge, resolve, count.
 
-:func:`run_month` takes the caller's session and never commits. It updates the
-caller's :class:`AttemptStats` as it goes, so calls already made are accounted
-for even when it raises; books and lookups already stored are flushed, so the
-caller can commit them on failure too and no API call is wasted on a retry.
+:func:`run_month` takes the caller's session. Paid work is never lost:
+
+* a generator's answer is stored (raw list and merged candidates) and
+  ``checkpoint()`` -- the caller's commit -- runs right after, so a later error
+  cannot roll it back; a later attempt finds it and never asks that generator
+  again for the month (a generator that failed may be asked again);
+* every resolution answer is kept as it arrives (see :mod:`backfill.resolve`);
+* the month's counters are counted from its candidates, so they always add up.
+
+It updates the caller's :class:`AttemptStats` as it goes, so calls already made
+are accounted for even when it raises.
 """
 
 from __future__ import annotations
@@ -15,19 +22,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backfill import candidates
 from backfill.config import Settings, get_settings
-from backfill.dedupe import merge
+from backfill.dedupe import store_answer
 from backfill.exceptions import ProviderError, ProviderRefused, QuotaExhausted
-from backfill.models import Book
+from backfill.months import get as get_month
 from backfill.providers import prompts
 from backfill.providers.base import Generation, ProviderClient
 from backfill.providers.gemini import GeminiClient
-from backfill.providers.isbndb import IsbndbClient
 from backfill.providers.xai import XaiClient
-from backfill.resolve import Resolver
+from backfill.resolve import Clients, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +42,27 @@ log = logging.getLogger(__name__)
 class AttemptStats:
     """What one attempt at a month did and cost.
 
-    * ``books_generated``: valid, distinct books the generators returned, after
-      merging the two lists (fuzzy title + first author): a book with a valid
-      ISBN or with none. A book whose only ISBN fails the checksum is a
-      hallucination: counted in ``invalid_isbns``, never looked up, never kept
-      (when the other generator gave the same book a valid ISBN, that one wins).
-    * ``isbns_resolved``: distinct ISBN-13s those books resolved to (ISBNdb by
-      ISBN or title search, or already in the catalog).
-    * ``*_calls``: HTTP requests actually sent, each reserved in the quota ledger.
+    * ``books_generated``: the month's candidates that are not ``invalid_isbn``
+      (distinct books after merging both generators' lists, whichever attempt
+      generated them).
+    * ``isbns_resolved``: distinct ISBN-13s of the month's resolved candidates.
+    * ``invalid_isbns``: candidates named only with a made-up ISBN (bad checksum).
+    * ``*_calls``: HTTP requests this attempt sent, each reserved in the ledger.
+    * ``generators_reused``: generators not asked because their answer was stored.
     """
 
     gemini_calls: int = 0
     xai_calls: int = 0
     isbndb_calls: int = 0
+    openlibrary_calls: int = 0
+    googlebooks_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     books_generated: int = 0
     isbns_resolved: int = 0
     invalid_isbns: int = 0
+    unresolved: int = 0
+    generators_reused: int = 0
     model: str | None = None
     prompt_version: str | None = None
 
@@ -63,6 +72,11 @@ class AttemptStats:
         if not self.books_generated:
             return 0.0
         return round(100.0 * self.isbns_resolved / self.books_generated, 2)
+
+    def count(self, client: ProviderClient) -> None:
+        """Add the requests ``client`` sent to this attempt's counters."""
+        name = f"{client.name}_calls"
+        setattr(self, name, getattr(self, name) + client.calls)
 
 
 def run_month(
@@ -75,88 +89,93 @@ def run_month(
     stats: AttemptStats,
     settings: Settings | None = None,
     heartbeat: Callable[[], None] | None = None,
+    checkpoint: Callable[[], None] | None = None,
+    attempt_id: int | None = None,
 ) -> AttemptStats:
-    """Generate, resolve and store one month's books; returns ``stats`` (mutated).
+    """Generate (what is not stored yet), resolve and count one month; returns ``stats``.
 
-    Raises ProviderError when neither generator produced a usable list (a
-    ProviderRefused when both refused for good), QuotaExhausted when every
-    generator's or ISBNdb's day budget is spent, ProviderError when ISBNdb fails.
+    Raises ProviderError when no generator's list is stored and none could be
+    had now (a ProviderRefused when both refused for good), QuotaExhausted when
+    every missing generator's budget is spent or ISBNdb's ran out with books
+    still waiting for it, ProviderError when ISBNdb stays down.
     """
     settings = settings or get_settings()
     beat = heartbeat or (lambda: None)
+    keep = checkpoint or session.flush
     stats.prompt_version = prompts.prompt_version(prompt_variant)
+    backfill_id = get_month(session, year, month).id
 
-    generations = generate(year, month, prompt_variant, batch_size, stats, settings)
+    stored = candidates.current_generations(session, backfill_id)
+    names = ["gemini", "xai"] if settings.xai_enabled else ["gemini"]
+    missing = [name for name in names if name not in stored]
+    stats.generators_reused = len(names) - len(missing)
+    if missing:
+        answers, errors = generate(
+            missing, year, month, prompt_variant, batch_size, stats, settings
+        )
+        for answer in answers:
+            store_answer(session, backfill_id, attempt_id, answer, batch_size)
+            keep()  # the answer is kept with the calls it charged
+        if not answers and not stored:
+            raise _no_list(errors)
     beat()
 
-    merged = merge(generations, settings.dedupe_threshold)
-    candidates = [c for c in merged if not c.invalid_isbn]
-    stats.books_generated = len(candidates)
-    stats.invalid_isbns = len(merged) - len(candidates)
-
-    def count_calls(n: int) -> None:
-        stats.isbndb_calls += n
-
-    def count_resolved(n: int) -> None:
-        stats.isbns_resolved = n
-
-    client = IsbndbClient(settings)
+    pending = candidates.of_month(session, backfill_id, ("pending",))
+    clients = Clients.open(settings)
     try:
-        resolution = Resolver(
-            session,
-            client,
-            settings,
-            year=year,
-            month=month,
-            on_calls=count_calls,
-            on_resolved=count_resolved,
-            heartbeat=beat,
-        ).run(candidates)
+        Resolver(
+            session, settings, clients, year=year, month=month, checkpoint=keep, heartbeat=beat
+        ).run(pending)
     finally:
-        client.close()
-    _count_kept_books(session, year, month, set(resolution.books), stats)
+        for client in (clients.isbndb, clients.openlibrary, clients.googlebooks):
+            stats.count(client)
+        clients.close()
+        _count_books(session, backfill_id, stats)
     log.info(
-        "%04d-%02d: %d books generated, %d resolved, %d invalid ISBNs, %d ISBNdb calls",
+        "%04d-%02d: %d books generated, %d resolved, %d unresolved, %d invalid ISBNs,"
+        " ISBNdb calls %d, generators reused %d",
         year,
         month,
         stats.books_generated,
         stats.isbns_resolved,
+        stats.unresolved,
         stats.invalid_isbns,
         stats.isbndb_calls,
+        stats.generators_reused,
     )
     return stats
 
 
-def _count_kept_books(
-    session: Session, year: int, month: int, resolved: set[str], stats: AttemptStats
-) -> None:
-    """Books an earlier attempt at this month generated and stored (work kept so
-    no call is paid twice) but this attempt's lists did not name again still
-    belong to the month: count them as generated and resolved, so the month's
-    counters always match the books stored under it."""
-    stored = session.scalars(
-        select(Book.isbn13).where(Book.found_year == year, Book.found_month == month)
-    ).all()
-    kept = set(stored) - resolved
-    stats.books_generated += len(kept)
-    stats.isbns_resolved += len(kept)
+def _count_books(session: Session, backfill_id: int, stats: AttemptStats) -> None:
+    try:
+        counted = candidates.counts(session, backfill_id)
+    except Exception:  # the session may be unusable after a database error
+        return
+    stats.books_generated = counted.books_generated
+    stats.isbns_resolved = counted.isbns_resolved
+    stats.invalid_isbns = counted.invalid_isbns
+    stats.unresolved = counted.unresolved
 
 
 def generate(
+    names: list[str],
     year: int,
     month: int,
     prompt_variant: str,
     batch_size: int,
     stats: AttemptStats,
     settings: Settings,
-) -> list[Generation]:
-    """Ask Gemini and (unless turned off) xAI at the same time; keep every usable list.
+) -> tuple[list[Generation], list[ProviderError | QuotaExhausted]]:
+    """Ask the generators ``names`` at the same time; every usable list, and the errors.
 
-    One generator failing, refusing or out of quota does not block the month.
+    One generator failing, refusing, out of quota or answering in an odd shape
+    does not block the month. Each list is capped at ``batch_size``.
     """
-    clients: list[GeminiClient | XaiClient] = [GeminiClient(settings)]
-    if settings.xai_enabled:
-        clients.append(XaiClient(settings))
+    kinds: dict[str, type[GeminiClient] | type[XaiClient]] = {
+        "gemini": GeminiClient,
+        "xai": XaiClient,
+    }
+    clients = [kinds[name](settings) for name in names]
     results: list[Generation] = []
     errors: list[ProviderError | QuotaExhausted] = []
     try:
@@ -174,28 +193,25 @@ def generate(
                 for c in clients
             ]
         for client, future in zip(clients, futures, strict=True):
-            _count_calls(stats, client)
+            stats.count(client)
             try:
-                results.append(future.result())
+                answer = future.result()
+                answer.books = answer.books[:batch_size]
+                results.append(answer)
             except (ProviderError, QuotaExhausted) as exc:
                 log.warning("%04d-%02d: %s", year, month, exc)
                 errors.append(exc)
+            except Exception as exc:  # an answer shape no parser foresaw: that generator only
+                log.warning("%04d-%02d: %s answered oddly: %r", year, month, client.name, exc)
+                errors.append(ProviderError(client.name, f"malformed answer: {exc!r}"[:300]))
     finally:
         for client in clients:
             client.close()
-    if not results:
-        raise _no_list(errors)
     stats.tokens_in += sum(g.tokens_in for g in results)
     stats.tokens_out += sum(g.tokens_out for g in results)
-    stats.model = "+".join(g.model for g in results)
-    return results
-
-
-def _count_calls(stats: AttemptStats, client: ProviderClient) -> None:
-    if client.name == "gemini":
-        stats.gemini_calls += client.calls
-    elif client.name == "xai":
-        stats.xai_calls += client.calls
+    if results:
+        stats.model = "+".join(g.model for g in results)
+    return results, errors
 
 
 def _no_list(errors: list[ProviderError | QuotaExhausted]) -> Exception:

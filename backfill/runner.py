@@ -150,6 +150,10 @@ def _attempt(
                 stats=stats,
                 settings=settings,
                 heartbeat=_LeaseKeeper(claim, settings),
+                # Each generator answer and resolution answer is committed as it
+                # arrives: a later failure in the attempt cannot roll it back.
+                checkpoint=session.commit,
+                attempt_id=claim.attempt_id,
             )
     except QuotaExhausted as exc:
         _keep_partial_work(session)

@@ -40,6 +40,8 @@ os.environ["BACKFILL_TASK_QUEUE"] = TEST_QUEUE
 os.environ.setdefault("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 os.environ["BACKFILL_CRON_SECRET"] = "test-cron-secret"
 TABLES = (
+    "candidates",
+    "generations",
     "month_attempts",
     "books",
     "lookup_cache",

@@ -1,23 +1,44 @@
-"""Validation, merging and edition choice: pure functions, no I/O."""
+"""Merging the generators' answers into a month's candidates (real PostgreSQL, rolled back)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from backfill.config import load_settings
-from backfill.dedupe import Candidate, merge, normalise, title_similarity, valid_isbn13
-from backfill.providers.base import BookCandidate, Generation
-from backfill.resolve import choose_edition
+from backfill.dedupe import claimed_isbns, store_answer, valid_isbn13
+from backfill.models import BackfillLog, Candidate, Generation
+from backfill.providers.base import BookCandidate
+from backfill.providers.base import Generation as Answer
+from backfill.scheduler import seed_months
 
-SETTINGS = load_settings()
-
-
-def book(title: str, author: str, isbn: str | None = None, source: str = "gemini") -> BookCandidate:
-    return BookCandidate(title, [author], None, None, isbn, "notable", source)
+ROAD = "9780307387899"  # The Road, McCarthy (Vintage)
+ROAD_HC = "9780307265432"  # The Road, first edition (Knopf)
 
 
-def generation(provider: str, *books: BookCandidate) -> Generation:
-    return Generation(provider, list(books), 10, 20, "m", "v")
+def book(
+    title: str, author: str, isbn: str | None = None, source: str = "gemini", **kw: Any
+) -> BookCandidate:
+    return BookCandidate(title, [author], kw.get("publisher"), None, isbn, "notable", source)
+
+
+def answer(provider: str, *books: BookCandidate) -> Answer:
+    return Answer(provider, list(books), 10, 20, "m", "v")
+
+
+@pytest.fixture
+def month(session: Session) -> int:
+    seed_months(session, 2006, 2006, start_month=9, end_month=9)
+    row = session.scalar(select(BackfillLog).where(BackfillLog.year == 2006))
+    assert row is not None
+    return row.id
+
+
+def stored(session: Session, month: int) -> list[Candidate]:
+    query = select(Candidate).where(Candidate.backfill_id == month).order_by(Candidate.id)
+    return list(session.scalars(query))
 
 
 @pytest.mark.parametrize(
@@ -38,110 +59,96 @@ def test_valid_isbn13(raw: str | None, expected: str | None) -> None:
     assert valid_isbn13(raw) == expected
 
 
-def test_normalise_folds_case_accents_and_punctuation() -> None:
-    assert normalise("Cien años de soledad!") == "cien anos de soledad"
-    assert normalise("Pride & Prejudice") == "pride and prejudice"
-    assert normalise("  The  Road: A Novel ") == "the road a novel"
-
-
-def test_subtitles_match_but_short_titles_do_not_swallow_long_ones() -> None:
-    assert title_similarity("The Women", "The Women: A Novel") == 1.0
-    assert title_similarity("It", "It Ends with Us") < 0.6
-    # ISBNdb's titles often carry the series: still the same book
-    assert title_similarity("Dune", "Dune (Dune Chronicles, Book 1)") == 1.0
-    assert title_similarity("The Road", "The Road - A Novel") == 1.0
-    assert title_similarity("Dune", "Dune Messiah") < 0.6
-
-
-def test_merge_drops_duplicates_across_and_within_lists() -> None:
-    gemini = generation(
-        "gemini",
-        book("Fourth Wing", "Rebecca Yarros"),
-        book("Tomorrow, and Tomorrow, and Tomorrow", "Gabrielle Zevin", "9780593321201"),
-        book("fourth wing", "Yarros, Rebecca"),  # repeated by the same model
+def test_duplicates_within_and_across_lists_are_one_candidate(session: Session, month: int) -> None:
+    store_answer(
+        session,
+        month,
+        None,
+        answer(
+            "gemini",
+            book("The Road", "Cormac McCarthy", ROAD),
+            book("The Road", "Cormac McCarthy"),  # named twice in one list
+            book("Special Topics in Calamity Physics", "Marisha Pessl"),
+        ),
+        batch_size=20,
     )
-    xai = generation(
-        "xai",
-        book("Fourth Wing (The Empyrean)", "Rebecca Yarros", "9781649374042", source="xai"),
-        book("Demon Copperhead", "Barbara Kingsolver", source="xai"),
+    store_answer(
+        session,
+        month,
+        None,
+        answer("xai", book("the road: a novel", "C. McCarthy", ROAD_HC, source="xai")),
+        batch_size=20,
     )
-    merged = merge([gemini, xai], 0.6)
-    assert [c.title for c in merged] == [
-        "Fourth Wing",
-        "Tomorrow, and Tomorrow, and Tomorrow",
-        "Demon Copperhead",
-    ]
-    wing = merged[0]
-    assert wing.generator == "both" and wing.isbn13 == "9781649374042"  # filled from xAI
-    assert [c.generator for c in merged[1:]] == ["gemini", "xai"]
+    rows = stored(session, month)
+    assert [r.title for r in rows] == ["The Road", "Special Topics in Calamity Physics"]
+    road = rows[0]
+    assert set(road.generators) == {"gemini", "xai"}
+    # Two generators' different valid ISBNs for one book: both kept, both tried.
+    assert claimed_isbns(road) == [ROAD, ROAD_HC]
+    assert road.generators["xai"]["title"] == "the road: a novel"
+    assert len(session.scalars(select(Generation)).all()) == 2
 
 
-def test_same_title_by_different_authors_stays_two_books() -> None:
-    merged = merge(
-        [
-            generation(
-                "gemini", book("The Women", "Kristin Hannah"), book("The Women", "T.C. Boyle")
-            )
-        ],
-        0.6,
+def test_two_books_by_one_author_are_not_merged_on_shared_words(
+    session: Session, month: int
+) -> None:
+    store_answer(
+        session,
+        month,
+        None,
+        answer(
+            "gemini",
+            book("The Girl with the Dragon Tattoo", "Stieg Larsson"),
+            book("The Girl Who Played with Fire", "Stieg Larsson"),
+            book("The Road", "Cormac McCarthy"),
+            book("The Road to Wigan Pier", "George Orwell"),
+            book("The Road", "Jack London"),  # same title, another author
+        ),
+        batch_size=20,
     )
-    assert len(merged) == 2
+    assert len(stored(session, month)) == 5
 
 
-def test_invalid_isbn_is_never_the_books_isbn_and_marks_a_hallucination() -> None:
-    merged = merge([generation("gemini", book("Beloved", "Toni Morrison", "9780394535979"))], 0.6)
-    assert merged[0].isbn13 is None and merged[0].invalid_isbn == "9780394535979"
-    # the other generator names the same book without an ISBN: not made up
-    merged = merge(
-        [
-            generation("gemini", book("Beloved", "Toni Morrison", "9780394535979")),
-            generation("xai", book("Beloved", "Toni Morrison", None, source="xai")),
-        ],
-        0.6,
+def test_a_made_up_isbn_is_kept_as_invalid_until_a_generator_names_the_book_properly(
+    session: Session, month: int
+) -> None:
+    store_answer(
+        session,
+        month,
+        None,
+        answer("gemini", book("Half of a Yellow Sun", "Chimamanda Ngozi Adichie", "9780007200281")),
+        batch_size=20,
     )
-    assert (merged[0].isbn13, merged[0].invalid_isbn) == (None, None)
-    # the other generator's valid ISBN for the same book wins
-    merged = merge(
-        [
-            generation("gemini", book("Beloved", "Toni Morrison", "9780394535979")),
-            generation("xai", book("Beloved", "Toni Morrison", "9780394535975", source="xai")),
-        ],
-        0.6,
+    (row,) = stored(session, month)
+    assert row.status == "invalid_isbn"
+    assert row.generators["gemini"]["isbns"] == ["9780007200281"]  # what it claimed, kept
+    assert claimed_isbns(row) == []
+    store_answer(
+        session,
+        month,
+        None,
+        answer("xai", book("Half of a Yellow Sun", "Chimamanda Adichie", None, source="xai")),
+        batch_size=20,
     )
-    assert (merged[0].isbn13, merged[0].invalid_isbn) == ("9780394535975", None)
+    (row,) = stored(session, month)
+    assert row.status == "pending"
 
 
-def candidate(title: str, author: str, date: str | None = None) -> Candidate:
-    return Candidate(title, [author], None, date, None, None, None, {"gemini"})
-
-
-def edition(isbn: str, title: str, author: str, date: str, binding: str) -> dict[str, object]:
-    return {"isbn13": isbn, "title": title, "authors": [author], "date_published": date,
-            "binding": binding}  # fmt: skip
-
-
-def test_choose_edition_prefers_the_earliest_print_edition_of_the_right_year() -> None:
-    editions = [
-        edition("9780000000002", "Piranesi", "Susanna Clarke", "2020-09-15", "Kindle Edition"),
-        edition("9780000000019", "Piranesi", "Clarke, Susanna", "2021-06-01", "Paperback"),
-        edition("9780000000026", "Piranesi", "Susanna Clarke", "2020-09-20", "Hardcover"),
-        edition("9780000000033", "Piranesi", "Susanna Clarke", "2020-09-15", "Audio CD"),
-        edition("9780000000040", "Piranesi", "Someone Else", "2020-09-01", "Hardcover"),
-        edition("9780000000057", "Piranesi Unbound", "Susanna Clarke", "2020-01-01", "Hardcover"),
-        edition("9780000000064", "Piranesi", "Susanna Clarke", "2015-01-01", "Hardcover"),
-    ]
-    chosen = choose_edition(candidate("Piranesi", "Susanna Clarke"), editions, 2020, SETTINGS)
-    assert chosen is not None and chosen["isbn13"] == "9780000000026"
-
-
-def test_choose_edition_uses_the_books_own_year_and_tolerates_one_year() -> None:
-    editions = [edition("9780000000019", "Piranesi", "Susanna Clarke", "2021-06-01", "Paperback")]
-    chosen = choose_edition(candidate("Piranesi", "Susanna Clarke"), editions, 2020, SETTINGS)
-    assert chosen is not None  # one year off is accepted when nothing better exists
-    assert (
-        choose_edition(
-            candidate("Piranesi", "Susanna Clarke", "2018-01-01"), editions, 2020, SETTINGS
-        )
-        is None
+def test_an_unresolved_book_is_pending_again_when_a_new_isbn_is_claimed(
+    session: Session, month: int
+) -> None:
+    store_answer(
+        session, month, None, answer("gemini", book("The Road", "Cormac McCarthy")), batch_size=5
     )
-    assert choose_edition(candidate("Piranesi", "Susanna Clarke"), [], 2020, SETTINGS) is None
+    (row,) = stored(session, month)
+    row.status = "unresolved"
+    session.flush()
+    store_answer(
+        session,
+        month,
+        None,
+        answer("xai", book("The Road", "Cormac McCarthy", ROAD, source="xai")),
+        batch_size=5,
+    )
+    (row,) = stored(session, month)
+    assert row.status == "pending" and claimed_isbns(row) == [ROAD]

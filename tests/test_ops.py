@@ -97,7 +97,8 @@ def test_logs_carry_month_job_and_attempt_and_never_a_secret(
     worker_factory: Callable[..., Any], sandbox: Any, committed_db: str
 ) -> None:
     sandbox.reset()
-    sandbox.configure(fail_months={"2024-08": {"gemini": 1, "xai": 1}})
+    # Both generators fail every in-attempt try: attempt 1 fails, attempt 2 completes.
+    sandbox.configure(fail_months={"2024-08": {"gemini": 4, "xai": 4}})
     env = {**sandbox.env(), **FAST, **SECRETS, "LOG_FORMAT": "json"}
     w = worker_factory(**env)
     seed(committed_db)
