@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from kombu import Exchange, Queue
 
+from backfill.broker import RERESOLVE
 from backfill.config import get_settings
 
 _settings = get_settings()
@@ -59,5 +60,15 @@ beat_schedule = {
         "schedule": timedelta(seconds=_settings.beat_interval_seconds),
         # a beat tick that nobody consumed in time is dropped, not piled up
         "options": {"expires": _settings.beat_interval_seconds},
+    },
+    # Unresolved books through the resolution chain again (no LLM call). Books
+    # tried in the last 12 h (by their month's own attempt) are left alone: they
+    # would get the same answer; yesterday's run's books are tried again.
+    "reresolve-daily": {
+        "task": RERESOLVE,
+        "schedule": timedelta(hours=24),
+        "kwargs": {"older_than_days": 0.5},
+        # a tick still queued after 12 h is dropped: the next day's takes over
+        "options": {"expires": 12 * 3600},
     },
 }

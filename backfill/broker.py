@@ -21,6 +21,7 @@ from celery import Celery
 from backfill.exceptions import PublishError
 
 PROCESS_MONTH = "backfill.process_month"
+RERESOLVE = "backfill.reresolve"
 
 
 @functools.cache

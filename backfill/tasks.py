@@ -4,9 +4,14 @@
 * ``backfill.process_month`` -- one month; a failed attempt becomes a Celery
   retry (exponential backoff with jitter), mirrored in ``backfill_log``, where
   the month's ``retry_count`` is the truth for how many attempts failed.
+* ``backfill.reresolve`` -- open candidates through the resolution chain again
+  (no LLM call); beat runs it daily, the API and the CLI on demand.
 
-By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``
-and ``celery -A backfill call backfill.schedule``.
+By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``,
+``celery -A backfill call backfill.schedule`` and ``celery -A backfill call
+backfill.reresolve --kwargs='{"month": "2024-05", "older_than_days": 7}'``.
+Arguments typed by hand are checked first: a bad one is refused with one log
+line naming it, and nothing changes.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from backfill import runner, scheduler
+from backfill import rework, runner, scheduler
+from backfill.broker import RERESOLVE
 from backfill.celery import app
 from backfill.config import get_settings
 from backfill.db import unit_of_work
+from backfill.exceptions import InvalidInput
+from backfill.task_args import month_task_args, reresolve_task_args
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,8 @@ def schedule_task(
     """Claim candidate months and dispatch them (what beat triggers)."""
     settings = get_settings()
     try:
+        if batch_size is not None:
+            scheduler.check_batch_size(batch_size)
         with unit_of_work() as session:
             result = scheduler.schedule(
                 session,
@@ -49,6 +59,9 @@ def schedule_task(
                 force_retry=force_retry,
                 settings=settings,
             )
+    except InvalidInput as exc:  # typed by hand (celery call): refuse, change nothing
+        log.warning("backfill.schedule refused: %s", exc)
+        return {"error": str(exc)}
     except OperationalError as exc:
         log.warning("schedule skipped, database unreachable: %s", exc.orig or exc)
         return {"error": "database unreachable"}
@@ -85,9 +98,13 @@ def process_month(
 ) -> str:
     """Process one month; failed attempts retry with backoff until the budget is spent."""
     try:
-        outcome = runner.process(
-            int(year), int(month), job_id, batch_size, worker=self.request.hostname
-        )
+        year, month, batch_size, job_id = month_task_args(year, month, batch_size, job_id)
+    except InvalidInput as exc:
+        # A message typed by hand: refused before anything is read or written.
+        log.warning("backfill.process_month refused: %s", exc)
+        return "refused"
+    try:
+        outcome = runner.process(year, month, job_id, batch_size, worker=self.request.hostname)
     except (OperationalError, DBAPIError) as exc:
         log.warning("database unreachable, retrying in %ss: %s", DB_RETRY_SECONDS, exc.orig or exc)
         raise self.retry(
@@ -115,3 +132,28 @@ def _retry_limit(task: Task) -> int:
     delivery still busy) and must not end a month that still has attempts left.
     """
     return max(task.max_retries or 0, task.request.retries + 1)
+
+
+@app.task(
+    name=RERESOLVE,
+    bind=True,
+    ignore_result=True,
+    # Acknowledged on receipt, unlike the month tasks: a run can outlast
+    # RabbitMQ's consumer timeout under the ISBNdb rate limit, and a lost run
+    # costs nothing -- tomorrow's tick (or the operator) takes the rest.
+    acks_late=False,
+)
+def reresolve_task(
+    self: Task, month: str | None = None, older_than_days: float | None = None
+) -> dict[str, Any]:
+    """Send open candidates (one month, or all) through the resolution chain again."""
+    try:
+        target, older_than = reresolve_task_args(month, older_than_days)
+    except InvalidInput as exc:
+        log.warning("backfill.reresolve refused: %s", exc)
+        return {"refused": str(exc)}
+    try:
+        return rework.reresolve(target, older_than).as_json()
+    except OperationalError as exc:  # what was committed stays; the next run takes the rest
+        log.warning("re-resolution stopped, database unreachable: %s", exc.orig or exc)
+        return {"error": "database unreachable"}

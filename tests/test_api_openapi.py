@@ -16,7 +16,8 @@ from werkzeug.test import TestResponse
 from backfill import scheduler
 from backfill.config import load_settings
 from backfill.web import create_app
-from tests.webutil import AUTH, add_attempt, add_month
+from tests.conftest import purge_queue
+from tests.webutil import AUTH, add_attempt, add_candidate, add_month
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ class Checker:
 
 
 def test_real_responses_validate_against_the_document(
-    app: Flask, doc: dict[str, Any], session: Session
+    app: Flask, doc: dict[str, Any], session: Session, queue_name: str
 ) -> None:
     check = Checker(doc)
     c: FlaskClient = app.test_client()
@@ -128,6 +129,20 @@ def test_real_responses_validate_against_the_document(
     retry = "/api/internal/months/{month}/retry"
     check("post", retry, c.post("/api/internal/months/1999-01/retry", headers=AUTH))  # 409
     check("post", retry, c.post("/api/internal/months/2024-05/retry", headers=AUTH))
+    add_candidate(session, row, "Lost Book", "unresolved")
+    add_candidate(session, row, "Found", "resolved", isbn13="9780000000002", resolver="isbndb")
+    check("get", one, c.get("/api/internal/months/2024-05", headers=AUTH))
+    check("get", "/dashboard/months/{month}", c.get("/dashboard/months/2024-05"))
+    regen = "/api/internal/months/{month}/regenerate"
+    check("post", regen, c.post("/api/internal/months/2024-05/regenerate", headers=AUTH))
+    check("post", regen, c.post("/api/internal/months/2024-13/regenerate", headers=AUTH))
+    check("post", regen, c.post("/api/internal/months/1901-01/regenerate", headers=AUTH))
+    rr = "/api/internal/reresolve"
+    purge_queue(queue_name)
+    check("post", rr, c.post(rr, json={"month": "2024-05", "older_than_days": 1.5}, headers=AUTH))
+    assert purge_queue(queue_name) == 1
+    check("post", rr, c.post(rr, json={"older_than_days": -1}, headers=AUTH))
+    check("post", rr, c.post(rr, json={"month": "1901-01"}, headers=AUTH))
     check("post", "/api/internal/pause", c.post("/api/internal/pause", headers=AUTH))
     check("post", "/api/internal/resume", c.post("/api/internal/resume", json={}, headers=AUTH))
     check("get", "/healthz", c.get("/healthz"))
@@ -154,6 +169,7 @@ def test_real_responses_validate_against_the_document(
         }
     ).test_client()
     check("get", "/healthz", down.get("/healthz"))
+    check("post", rr, down.post(rr, headers=AUTH))  # broker down: 503
 
     statuses = {(m, p, s) for m, p, s in check.seen}
     for expected in [
@@ -161,5 +177,7 @@ def test_real_responses_validate_against_the_document(
         ("post", seed, "415"), ("post", sched, "200"), ("post", sched, "401"),
         ("get", one, "404"), ("post", retry, "409"), ("get", "/healthz", "503"),
         ("get", "/api/internal/months", "503"), ("get", "/dashboard/data", "401"),
+        ("post", regen, "200"), ("post", regen, "400"), ("post", regen, "404"),
+        ("post", rr, "202"), ("post", rr, "400"), ("post", rr, "404"), ("post", rr, "503"),
     ]:  # fmt: skip
         assert expected in statuses

@@ -22,7 +22,7 @@ from backfill.db import transaction
 from backfill.models import BackfillLog
 from backfill.web import create_app
 from tests.conftest import ROOT
-from tests.webutil import SECRET, add_attempt, add_month, live_server
+from tests.webutil import SECRET, add_attempt, add_candidate, add_month, live_server
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
 CHROMIUM = "/usr/bin/chromium"
@@ -75,8 +75,14 @@ def test_data_and_month_detail_json(client: FlaskClient, session: Session) -> No
     data = client.get("/dashboard/data").json
     assert [(c["year"], c["month"], c["status"]) for c in data["grid"]] == [(2024, 5, "failed")]
     assert data["stats"]["by_status"]["failed"] == 1
+    add_candidate(session, row, "Lost Book", "unresolved", generators=("gemini", "xai"))
     detail = client.get("/dashboard/months/2024-05").json
     assert detail["last_error"] == "final error" and len(detail["attempts"]) == 1
+    [book] = detail["candidates"]
+    assert (book["title"], book["status"], book["generators"]) == (
+        "Lost Book", "unresolved", ["gemini", "xai"],
+    )  # fmt: skip
+    assert 'id="detail-candidates"' in client.get("/").get_data(as_text=True)
     assert client.get("/dashboard/months/2024-06").status_code == 404
     assert client.get("/dashboard/months/2024-6").status_code == 400
 
@@ -178,6 +184,11 @@ def test_dashboard_in_headless_chromium(committed_db: str, browser) -> None:  # 
         s.flush()
         for n in range(1, 4):
             add_attempt(s, failed, n, "retry" if n < 3 else "failed", 3.0 * n, error=f"e{n}")
+        add_candidate(
+            s, failed, "Found Book", "resolved", isbn13="9780000000002", resolver="isbndb",
+            generators=("gemini", "xai"),
+        )  # fmt: skip
+        add_candidate(s, failed, "Lost Book", "unresolved", generators=("xai",))
 
     app = create_app({"DASHBOARD_REFRESH_SECONDS": 1})
     with live_server(app) as url:
@@ -203,6 +214,21 @@ def test_dashboard_in_headless_chromium(committed_db: str, browser) -> None:  # 
         assert [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows] == [
             "retry", "retry", "failed",
         ]  # fmt: skip
+        # read in one go: the page rebuilds the rows on every refresh (each second here)
+        books = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#detail-candidates tr')).map("
+            "r => ({cells: Array.from(r.cells).map(c => c.textContent), cls: r.className,"
+            " bg: getComputedStyle(r).backgroundColor}));"
+        )
+        assert [b["cells"] for b in books] == [
+            ["Found Book", "A. Writer", "resolved", "9780000000002", "isbndb", "gemini, xai"],
+            ["Lost Book", "A. Writer", "unresolved", "—", "—", "xai"],
+        ]
+        found, lost = books
+        assert lost["cls"] == "book-unresolved" and found["cls"] == "book-resolved"
+        assert lost["bg"] != found["bg"]  # visibly different
+        summary = browser.find_element(By.ID, "detail-books-summary").text
+        assert "1 resolved, 1 unresolved" in summary
 
         # auto-refresh: a month that completes meanwhile changes colour without a reload
         with transaction() as s:

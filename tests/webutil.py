@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from backfill.models import BackfillLog, MonthAttempt
+from backfill.models import BackfillLog, Book, Candidate, MonthAttempt
 
 SECRET = "test-cron-secret"  # what tests/conftest.py puts in BACKFILL_CRON_SECRET
 AUTH = {"X-Cron-Secret": SECRET}
@@ -56,6 +56,34 @@ def add_attempt(
     session.add(att)
     session.flush()
     return att
+
+
+def add_candidate(
+    session: Session,
+    row: BackfillLog,
+    title: str,
+    status: str = "unresolved",
+    *,
+    isbn13: str | None = None,
+    generators: tuple[str, ...] = ("gemini",),
+    **fields: Any,
+) -> Candidate:
+    """A generated book of ``row``'s month (a ``books`` row is added for a resolved one)."""
+    if isbn13 is not None and session.get(Book, isbn13) is None:
+        session.add(Book(isbn13=isbn13, title=title))
+        session.flush()
+    fields.setdefault("authors", ["A. Writer"])
+    cand = Candidate(
+        backfill_id=row.id,
+        title=title,
+        status=status,
+        isbn13=isbn13,
+        generators={g: {"title": title, "isbns": [isbn13] if isbn13 else []} for g in generators},
+        **fields,
+    )
+    session.add(cand)
+    session.flush()
+    return cand
 
 
 def snapshot(bind: Session | Engine) -> list[tuple[Any, ...]]:

@@ -12,6 +12,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from backfill.cli import commands as _commands  # noqa: F401  (registers the commands)
+from backfill.cli import rework_commands as _rework  # noqa: F401  (registers the commands)
 from backfill.cli.app import cli
 from backfill.cli.params import UserError
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 import click
+
+from backfill.task_args import MAX_OLDER_THAN_DAYS
 
 
 class UserError(click.ClickException):
@@ -64,6 +67,22 @@ class Month(_Type):
         if not match or not 1 <= int(match[2]) <= 12 or not 1900 <= int(match[1]) <= 2100:
             raise ValueError("expected a month as YYYY-MM, e.g. 2024-05")
         return int(match[1]), int(match[2])
+
+
+class Duration(_Type):
+    """An age such as ``7d``, ``12h``, ``30m`` or ``1.5d`` (up to 100 years)."""
+
+    name = "DURATION"
+    PER_DAY = {"d": 1, "h": 24, "m": 24 * 60}
+
+    def _parse(self, value: str) -> dt.timedelta:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([dhm])", value.lower())
+        if not match:
+            raise ValueError("expected a duration such as 7d, 12h or 30m")
+        days = float(match[1]) / self.PER_DAY[match[2]]
+        if days > MAX_OLDER_THAN_DAYS:  # checked first: timedelta overflows on huge values
+            raise ValueError(f"must be at most {MAX_OLDER_THAN_DAYS}d")
+        return dt.timedelta(days=days)
 
 
 class IntIn(_Type):

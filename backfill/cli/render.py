@@ -28,6 +28,9 @@ def print_stats(report: stats.StatsReport) -> None:
         "books resolved",
         f"{progress.total_isbns_resolved} ({progress.overall_resolution_rate:.1f}%)",
     )
+    overview.add_row("books unresolved", str(progress.total_unresolved))
+    overview.add_row("resolved by re-resolution", str(progress.total_reresolved))
+    overview.add_row("generator calls saved", str(progress.generator_calls_saved))
     overview.add_row("dispatching", "PAUSED" if report.paused else "running")
     console.print(overview)
     calls = report.api_calls.model_dump()

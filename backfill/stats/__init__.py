@@ -6,6 +6,7 @@ Functions take a session and never commit.
 
 from __future__ import annotations
 
+from backfill.stats.candidate_stats import CandidateTotals, candidate_totals, month_candidates
 from backfill.stats.metrics import DURATION_BUCKETS, Histogram, MetricsSnapshot, metrics_snapshot
 from backfill.stats.queries import (
     backfill_stats,
@@ -22,6 +23,7 @@ from backfill.stats.reports import (
     Activity,
     ApiCalls,
     Attempt,
+    CandidateOut,
     GridCell,
     MonthDetail,
     MonthRow,
@@ -38,6 +40,8 @@ __all__ = [
     "Activity",
     "ApiCalls",
     "Attempt",
+    "CandidateOut",
+    "CandidateTotals",
     "GridCell",
     "Histogram",
     "MetricsSnapshot",
@@ -49,10 +53,12 @@ __all__ = [
     "StatsReport",
     "StatusCounts",
     "backfill_stats",
+    "candidate_totals",
     "grid",
     "last_schedule_at",
     "list_months",
     "metrics_snapshot",
+    "month_candidates",
     "month_detail",
     "month_row",
     "recent_activity",

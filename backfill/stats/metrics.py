@@ -18,6 +18,7 @@ from backfill import quota
 from backfill.config import Settings, get_settings
 from backfill.models import PROVIDERS, BackfillLog, Book
 from backfill.scheduler import is_paused  # the pause flag's one reader
+from backfill.stats.candidate_stats import candidate_totals
 from backfill.stats.queries import last_schedule_at, status_counts
 
 # Upper bounds (seconds) of the month-duration histogram: a month takes from
@@ -47,6 +48,9 @@ class MetricsSnapshot:
     paused: bool
     seconds_since_last_schedule: float | None
     last_schedule_at: dt.datetime | None
+    candidates_by_status: dict[str, int]  # current (not superseded) candidates
+    candidates_reresolved: int  # resolved by re-resolution, all time
+    generator_calls_saved: int  # sum of month_attempts.generators_reused
 
 
 def _api_calls(session: Session) -> dict[tuple[str, str], int]:
@@ -93,6 +97,7 @@ def metrics_snapshot(session: Session, settings: Settings | None = None) -> Metr
     stored = session.execute(select(func.count()).select_from(Book)).scalar_one()
     last = last_schedule_at(session)
     now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    books = candidate_totals(session)
     return MetricsSnapshot(
         months_by_status=status_counts(session).model_dump(),
         isbns_resolved=int(resolved),
@@ -104,4 +109,7 @@ def metrics_snapshot(session: Session, settings: Settings | None = None) -> Metr
         paused=is_paused(session),
         seconds_since_last_schedule=max((now - last).total_seconds(), 0.0) if last else None,
         last_schedule_at=last,
+        candidates_by_status=books.by_status,
+        candidates_reresolved=books.reresolved,
+        generator_calls_saved=books.generator_calls_saved,
     )

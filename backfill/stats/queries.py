@@ -13,6 +13,7 @@ from backfill import quota
 from backfill.config import Settings, get_settings
 from backfill.models import STATUSES, BackfillLog, MonthAttempt
 from backfill.scheduler import is_paused  # the pause flag's one reader
+from backfill.stats.candidate_stats import candidate_totals, month_candidates
 from backfill.stats.reports import (
     RECENT_ACTIVITY_LIMIT,
     Activity,
@@ -116,6 +117,7 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
         )
     ).one()
     months, generated, resolved, gemini, xai, isbndb = (int(v) for v in totals)
+    books = candidate_totals(session)
     return StatsReport(
         total_months=months,
         by_status=status_counts(session),
@@ -123,6 +125,9 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
             total_books_generated=generated,
             total_isbns_resolved=resolved,
             overall_resolution_rate=_rate(resolved, generated),
+            total_unresolved=books.unresolved,
+            total_reresolved=books.reresolved,
+            generator_calls_saved=books.generator_calls_saved,
         ),
         recent_activity=recent_activity(session),
         api_calls=ApiCalls(gemini=gemini, xai=xai, isbndb=isbndb),
@@ -157,7 +162,7 @@ def list_months(
 
 
 def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
-    """``row`` with its attempt history and the last error it recorded."""
+    """``row`` with its attempt history, the last error it recorded and its candidates."""
     attempts = session.scalars(
         select(MonthAttempt).where(MonthAttempt.backfill_id == row.id).order_by(MonthAttempt.id)
     ).all()
@@ -179,6 +184,7 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
             books_generated=a.books_generated,
             isbns_resolved=a.isbns_resolved,
             invalid_isbns=a.invalid_isbns,
+            generators_reused=a.generators_reused,
             model=a.model,
             prompt_version=a.prompt_version,
         )
@@ -186,7 +192,12 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
     ]
     errors = [a.error for a in history if a.error]
     last_error = row.error_message or (errors[-1] if errors else None)
-    return MonthDetail(month=month_row(row), attempts=history, last_error=last_error)
+    return MonthDetail(
+        month=month_row(row),
+        attempts=history,
+        last_error=last_error,
+        candidates=month_candidates(session, row.id),
+    )
 
 
 def grid(session: Session) -> list[GridCell]:

@@ -7,6 +7,7 @@ in the OpenAPI schema, and the CLI prints the very same JSON.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,15 @@ class Progress(_Report):
     total_books_generated: int
     total_isbns_resolved: int
     overall_resolution_rate: float = Field(description="percent, 0 when nothing was generated")
+    total_unresolved: int = Field(
+        description="current candidates (not superseded) that no resolver found"
+    )
+    total_reresolved: int = Field(
+        description="candidates resolved by re-resolution, all time (superseded ones included)"
+    )
+    generator_calls_saved: int = Field(
+        description="generator calls not made because the month's answer was stored"
+    )
 
 
 class Activity(_Report):
@@ -118,16 +128,39 @@ class Attempt(_Report):
     books_generated: int
     isbns_resolved: int
     invalid_isbns: int
+    generators_reused: int = Field(default=0, description="generator calls saved by reuse")
     model: str | None
     prompt_version: str | None
 
 
+class CandidateOut(_Report):
+    """One generated book of a month and its fate (``backfill.candidates.CandidateView``)."""
+
+    id: int
+    title: str
+    authors: list[str]
+    publisher: str | None
+    publication_date: str | None
+    status: str = Field(description="pending, resolved, unresolved or invalid_isbn")
+    isbn13: str | None
+    resolver: str | None = Field(description="what found the ISBN (null until resolved)")
+    generators: list[str] = Field(description="the generators that named it")
+    claimed_isbns: dict[str, list[str]] = Field(description="ISBNs each generator claimed")
+    evidence: dict[str, Any]
+    tries: int
+    last_tried_at: dt.datetime | None
+    reresolved: bool = Field(description="resolved by re-resolution")
+    superseded: bool
+
+
 class MonthDetail(_Report):
-    """A month, its attempt history (oldest first) and the last error seen."""
+    """A month, its attempt history (oldest first), the last error seen and its
+    current candidates (resolved or not)."""
 
     month: MonthRow
     attempts: list[Attempt]
     last_error: str | None
+    candidates: list[CandidateOut] = Field(default_factory=list)
 
 
 class MonthsPage(_Report):

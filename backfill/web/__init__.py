@@ -20,7 +20,7 @@ from flask import Flask
 
 from backfill.config import Settings, get_settings, load_settings
 from backfill.db import session_factory
-from backfill.web import api, dashboard, errors, health, metrics, openapi
+from backfill.web import api, api_rework, dashboard, errors, health, metrics, openapi
 from backfill.web.context import EXTENSION, WebState
 
 # Request bodies are a few small fields; anything bigger is refused (413).
@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.init_app(app)
     api.init_app(app)
+    api_rework.init_app(app)
     health.init_app(app)
     metrics.init_app(app)
     dashboard.init_app(app)

@@ -47,6 +47,25 @@ class SnapshotCollector(Collector):
             "backfill_books_generated", "Books proposed by the generators", snap.books_generated
         )
         yield GaugeMetricFamily("backfill_books_stored", "Rows in books", snap.books_stored)
+        books = GaugeMetricFamily(
+            "backfill_candidates",
+            "Generated books of the months' current lists, by fate",
+            labels=["status"],
+        )
+        for status, n in snap.candidates_by_status.items():
+            books.add_metric([status], n)
+        yield books
+        # Both only grow (rows are never deleted, superseding keeps them): counters.
+        yield CounterMetricFamily(
+            "backfill_candidates_reresolved",
+            "Generated books resolved by re-resolution (no LLM call), all time",
+            snap.candidates_reresolved,
+        )
+        yield CounterMetricFamily(
+            "backfill_generator_calls_saved",
+            "Generator calls not made because the month's stored answer was reused",
+            snap.generator_calls_saved,
+        )
         calls = CounterMetricFamily(
             "backfill_api_calls",
             "External API requests sent, by provider and how they ended",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from pydantic.json_schema import SkipJsonSchema
 
 from backfill.stats import MonthRow
+from backfill.task_args import MAX_OLDER_THAN_DAYS
 
 
 def _integral(value: Any) -> Any:
@@ -35,6 +36,8 @@ JsonInt = Annotated[int, BeforeValidator(_integral)]
 Year = Annotated[int, Field(ge=1900, le=2100), BeforeValidator(_integral)]
 Status = Literal["pending", "processing", "completed", "failed", "retry"]
 MONTH_PATTERN = r"^(19\d\d|20\d\d|2100)-(0[1-9]|1[0-2])$"
+MonthText = Annotated[str, Field(pattern=MONTH_PATTERN)]
+Days = Annotated[float, Field(ge=0, le=MAX_OLDER_THAN_DAYS, allow_inf_nan=False)]
 
 
 class StrictBody(BaseModel):
@@ -82,6 +85,27 @@ class SeedRequest(StrictBody):
 
 class EmptyBody(StrictBody):
     """Endpoints that take no parameters accept an empty body or ``{}``."""
+
+
+class ReresolveRequest(StrictBody):
+    """``POST /api/internal/reresolve``: which open candidates to try again."""
+
+    month: MonthText | SkipJsonSchema[None] = Field(
+        default=None, description="only this month (YYYY-MM); default all"
+    )
+    older_than_days: Days | SkipJsonSchema[None] = Field(
+        default=None,
+        description="only candidates last tried at least this many days ago; default any",
+    )
+
+    _no_null = field_validator("month", "older_than_days", mode="before")(_not_null)
+
+    @property
+    def year_month(self) -> tuple[int, int] | None:
+        if self.month is None:
+            return None
+        year, month = self.month.split("-")
+        return int(year), int(month)
 
 
 class MonthsQuery(BaseModel):
@@ -170,6 +194,20 @@ class SeedResponse(Response):
 class RetryResponse(Response):
     month: MonthRow
     message: str
+
+
+class RegenerateResponse(Response):
+    month: str = Field(description="YYYY-MM")
+    generations_superseded: int = Field(description="stored generator answers set aside")
+    candidates_superseded: int = Field(description="candidates set aside (kept, not used)")
+    status: str = Field(description="the month's status now (pending: the scheduler takes it)")
+
+
+class ReresolveQueued(Response):
+    queued: Literal[True]
+    task_id: str = Field(description="the backfill.reresolve task (see Flower)")
+    month: str | None = Field(description="YYYY-MM, or null for every month")
+    older_than_days: float | None
 
 
 class PauseResponse(Response):

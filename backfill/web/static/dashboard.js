@@ -92,8 +92,28 @@
            a.books_generated, a.isbns_resolved, a.error || ""].forEach(function (v) { tr.appendChild(el("td", v)); });
           body.appendChild(tr);
         });
+        showCandidates(d.candidates || []);
         if (scroll) box.scrollIntoView({behavior: "smooth", block: "nearest"});
       });
+  }
+
+  // A month's generated books; the row's class carries the fate (book-unresolved
+  // is highlighted by the stylesheet).
+  function showCandidates(books) {
+    const body = document.getElementById("detail-candidates");
+    body.replaceChildren();
+    const counts = {};
+    books.forEach(function (b) {
+      counts[b.status] = (counts[b.status] || 0) + 1;
+      const tr = el("tr");
+      tr.className = "book-" + b.status;
+      tr.dataset.status = b.status;
+      [b.title, b.authors.join(", "), b.status, b.isbn13 || "—", b.resolver || "—",
+       b.generators.join(", ")].forEach(function (v) { tr.appendChild(el("td", v)); });
+      body.appendChild(tr);
+    });
+    const parts = Object.keys(counts).sort().map(function (k) { return counts[k] + " " + k; });
+    setText("detail-books-summary", books.length ? "(" + parts.join(", ") + ")" : "(none generated yet)");
   }
 
   const grid = document.getElementById("grid");

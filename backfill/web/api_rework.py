@@ -1,0 +1,91 @@
+"""Working a month's books again: ``POST /api/internal/months/{YYYY-MM}/regenerate``
+and ``POST /api/internal/reresolve``.
+
+Same guard, error shape and thin views as :mod:`backfill.web.api`. Regeneration
+is quick and done in the request; re-resolution can take minutes under the
+rate limits, so the request only publishes a ``backfill.reresolve`` task (with
+publisher confirms) and answers 202.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify
+from flask.typing import ResponseReturnValue
+
+from backfill import rework, scheduler
+from backfill.broker import RERESOLVE, CeleryPublisher, get_app
+from backfill.exceptions import PublishError
+from backfill.web.auth import require_cron_secret
+from backfill.web.context import settings, unit_of_work
+from backfill.web.inputs import json_body, month_param
+from backfill.web.schemas import (
+    EmptyBody,
+    RegenerateResponse,
+    ReresolveQueued,
+    ReresolveRequest,
+)
+
+bp = Blueprint("api_rework", __name__, url_prefix="/api/internal")
+
+
+@bp.before_request
+def _authenticate() -> None:
+    require_cron_secret(settings())
+
+
+@bp.post("/months/<month>/regenerate")
+def regenerate_month(month: str) -> ResponseReturnValue:
+    """Set the month's generator answers and candidates aside; it is pending again."""
+    year, mon = month_param(month)
+    json_body(EmptyBody)
+    with unit_of_work() as session:
+        done = rework.regenerate(session, year, mon)
+    response = RegenerateResponse(
+        month=done.month,
+        generations_superseded=done.generations_superseded,
+        candidates_superseded=done.candidates_superseded,
+        status=done.status,
+    )
+    return jsonify(response.model_dump(mode="json"))
+
+
+def publish_task(name: str, kwargs: dict[str, Any], broker_url: str) -> str:
+    """Publish one task with publisher confirms; its id, or :class:`PublishError`."""
+    app = get_app()
+    task_id = str(uuid.uuid4())
+    try:
+        with app.connection_for_write(broker_url) as conn:
+            app.send_task(
+                name,
+                kwargs=kwargs,
+                task_id=task_id,
+                producer=app.amqp.Producer(conn),
+                retry=True,
+                retry_policy=CeleryPublisher.RETRY_POLICY,  # fail fast, as the scheduler does
+            )
+    except Exception as exc:  # broker down, channel closed, nack
+        raise PublishError(f"{name}: {type(exc).__name__}: {exc}"[:500]) from exc
+    return task_id
+
+
+@bp.post("/reresolve")
+def reresolve() -> ResponseReturnValue:
+    """Queue a re-resolution run (one month or all, optionally only stale candidates)."""
+    body = json_body(ReresolveRequest)
+    target = body.year_month
+    if target is not None:
+        with unit_of_work() as session:
+            scheduler.get_month(session, *target)  # an unseeded month: 404, nothing queued
+    kwargs = {"month": body.month, "older_than_days": body.older_than_days}
+    task_id = publish_task(RERESOLVE, kwargs, settings().celery_broker_url)
+    queued = ReresolveQueued(
+        queued=True, task_id=task_id, month=body.month, older_than_days=body.older_than_days
+    )
+    return jsonify(queued.model_dump(mode="json")), 202
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
