@@ -71,6 +71,7 @@ _PLAIN_PATTERNS = tuple(p for p in words.TITLE_PATTERNS if ":" not in p and "," 
 TRAP_OPENLIBRARY_COVERAGE = 0.8
 TRAP_GOOGLEBOOKS_COVERAGE = 0.85
 
+
 def decorate(book: Book) -> Book:
     """A pre-trap book with a translation and partial Open Library/Google Books
     coverage, decided by a hash of its id (no draws: its other data stay the same)."""
