@@ -190,7 +190,6 @@ class Settings(BaseSettings):
     max_retries: int = _env("BACKFILL_MAX_RETRIES", default=5, ge=0)
     retry_backoff_seconds: float = _env("BACKFILL_RETRY_BACKOFF_SECONDS", default=30, ge=0)
     retry_backoff_max_seconds: float = _env("BACKFILL_RETRY_BACKOFF_MAX_SECONDS", default=600, ge=0)
-    dedupe_threshold: float = _env("BACKFILL_DEDUPE_THRESHOLD", default=0.6, ge=0, le=1)
 
     # -- operations
     log_format: Literal["text", "json"] = _env("LOG_FORMAT", default="text")
