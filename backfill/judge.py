@@ -8,7 +8,8 @@ accepted for a candidate only when all of these hold:
 * its full title matches one of the candidate's namings (equal main titles; an
   added subtitle or series note only ranks lower, a prefix or word subset is
   another book: "The Road" is not "The Road to Wigan Pier");
-* the candidate's first author is one of its authors;
+* the candidate's first author is one of its authors (a candidate without an
+  author is never resolved);
 * its year is known and within one year of the candidate's year or the month's.
 
 Among accepted hits: the exact title first, then print before ebook or audio,
@@ -87,11 +88,14 @@ def judge(want: Wanted, hit: Hit) -> Verdict:
     matched = [t for t in titles if match.title_matches(t, hit.title)]
     if not matched:
         return Verdict(False, f"another title: {hit.title!r}")
-    if want.first_authors:
-        if not hit.authors:
-            return Verdict(False, "no author to check")
-        if not any(match.author_matches([a], hit.authors) for a in want.first_authors):
-            return Verdict(False, f"another author: {', '.join(hit.authors[:3])}")
+    # The author is half of the proof: without one on either side, a same-titled
+    # book of the same year would pass (anchors: BookWyrm #2747, #3812).
+    if not want.first_authors:
+        return Verdict(False, "the generators named no author to check against")
+    if not hit.authors:
+        return Verdict(False, "no author to check")
+    if not any(match.author_matches([a], hit.authors) for a in want.first_authors):
+        return Verdict(False, f"another author: {', '.join(hit.authors[:3])}")
     found_year = match.year_of(hit.date)
     if not match.year_matches(found_year, want.year, want.month_year):
         return Verdict(False, f"another year: {hit.date or 'unknown'}")

@@ -109,6 +109,8 @@ def run_month(
     names = ["gemini", "xai"] if settings.xai_enabled else ["gemini"]
     missing = [name for name in names if name not in stored]
     stats.generators_reused = len(names) - len(missing)
+    # The models behind the answers this attempt works from, reused ones included.
+    stats.model = "+".join(stored[name].model or name for name in names if name in stored) or None
     if missing:
         answers, errors = generate(
             missing, year, month, prompt_variant, batch_size, stats, settings
@@ -210,7 +212,8 @@ def generate(
     stats.tokens_in += sum(g.tokens_in for g in results)
     stats.tokens_out += sum(g.tokens_out for g in results)
     if results:
-        stats.model = "+".join(g.model for g in results)
+        models = [m for m in (stats.model or "").split("+") if m]
+        stats.model = "+".join(models + [g.model for g in results])
     return results, errors
 
 
