@@ -37,7 +37,12 @@ def run_pipeline(url: str, todo: list[tuple[int, int]], settings: Any) -> dict[s
     from backfill.db import session_factory
     from backfill.pipeline import AttemptStats, run_month
     from backfill.providers import prompts
+    from backfill.scheduler import seed_months
 
+    with session_factory(url)() as session:  # run_month works on seeded months only
+        (y0, m0), (y1, m1) = todo[0], todo[-1]
+        seed_months(session, y0, y1, start_month=m0, end_month=m1)
+        session.commit()
     calls = resolved = generated = 0
     for year, month in todo:
         stats = AttemptStats()
@@ -69,9 +74,10 @@ def run_naive(todo: list[tuple[int, int]], settings: Any) -> dict[str, int]:
     resolved_total = generated = 0
     try:
         for year, month in todo:
-            lists = generate(
-                year, month, prompts.variant_for(year), BATCH, AttemptStats(), settings
-            )
+            lists, _failed = generate(
+                ["gemini", "xai"], year, month, prompts.variant_for(year), BATCH,
+                AttemptStats(), settings,
+            )  # fmt: skip
             found: set[str] = set()
             for generation in lists:
                 for book in generation.books:

@@ -16,6 +16,7 @@ export BENCH_RESULTS="${1:-$(mktemp --suffix=.jsonl)}"
 : >"$BENCH_RESULTS"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
+# name[:timeout in seconds, default 300]
 BENCHMARKS=(
     month_throughput
     claim_latency
@@ -24,12 +25,17 @@ BENCHMARKS=(
     quota_bound
     stats_endpoint
     schedule_300
+    catalog_quality:1500
+    generate_once:1500
 )
 failed=()
-for name in "${BENCHMARKS[@]}"; do
+for entry in "${BENCHMARKS[@]}"; do
+    name=${entry%%:*}
+    limit=300
+    [[ $entry == *:* ]] && limit=${entry##*:}
     echo "=== bench.$name" >&2
     started=$SECONDS
-    if ! timeout 300 python -m "bench.$name"; then
+    if ! timeout "$limit" python -m "bench.$name"; then
         failed+=("$name")
     fi
     echo "=== bench.$name: $((SECONDS - started))s" >&2

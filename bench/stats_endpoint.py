@@ -79,7 +79,7 @@ def fill(url: str) -> None:
 
 
 def start_server(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from tests.sandbox_fixture import free_port
+    from bench._sandbox import free_port
 
     port = free_port()
     with log_path.open("wb") as out:
