@@ -116,3 +116,80 @@ def publish_one(message: MonthMessage, publisher: Publisher | None = None) -> No
     errors = (publisher or CeleryPublisher()).publish([message])
     if errors:
         raise PublishError(errors[message.job_id])
+
+
+# -- the enrichment hand-off (see backfill.handoff and the README's contract)
+
+
+@dataclass(frozen=True)
+class HandoffMessage:
+    """One batch of a month's resolved ISBNs for the enrichment queue."""
+
+    message_id: uuid.UUID
+    year: int
+    month: int
+    job_id: uuid.UUID | None
+    batch: int
+    isbns: tuple[str, ...]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "isbns": list(self.isbns),
+            "year": self.year,
+            "month": self.month,
+            "job_id": str(self.job_id) if self.job_id else None,
+            "batch": self.batch,
+        }
+
+
+class HandoffPublisher(Protocol):
+    """Sends hand-off batches; returns, per message id, the error of each failed publish."""
+
+    def publish(self, messages: Iterable[HandoffMessage]) -> dict[uuid.UUID, str]: ...
+
+
+class KombuHandoffPublisher:
+    """Publishes hand-off batches with kombu to the default exchange (routing key =
+    queue), the queue declared durable, persistent messages, publisher confirms."""
+
+    def __init__(self, broker_url: str, queue: str, connect_timeout: float = 5.0) -> None:
+        self.broker_url = broker_url
+        self.queue = queue
+        self.connect_timeout = connect_timeout
+
+    def publish(self, messages: Iterable[HandoffMessage]) -> dict[uuid.UUID, str]:
+        from kombu import Connection, Queue
+
+        errors: dict[uuid.UUID, str] = {}
+        pending = list(messages)
+        if not pending:
+            return errors
+        queue = Queue(self.queue, durable=True, auto_delete=False)
+        try:
+            with Connection(
+                self.broker_url,
+                connect_timeout=self.connect_timeout,
+                # confirm_publish: publish() returns only once the broker took the message
+                transport_options={"confirm_publish": True},
+            ) as conn:
+                conn.connect()  # one try: a dead broker fails now, not after a retry loop
+                producer = conn.Producer(serializer="json")
+                for msg in pending:
+                    try:
+                        producer.publish(
+                            msg.body(),
+                            exchange="",
+                            routing_key=self.queue,
+                            declare=[queue],
+                            delivery_mode=2,
+                            message_id=str(msg.message_id),
+                            # (the json serializer sets content_type application/json)
+                            retry=True,
+                            retry_policy=CeleryPublisher.RETRY_POLICY,
+                        )
+                    except Exception as exc:  # channel closed, nack, connection lost
+                        errors[msg.message_id] = _describe(exc)
+        except Exception as exc:  # could not even connect
+            for msg in pending:
+                errors.setdefault(msg.message_id, _describe(exc))
+        return errors

@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     google_books_daily_limit: int = _env("GOOGLE_BOOKS_DAILY_LIMIT", default=1000, ge=0)
     google_books_rate_per_minute: int = _env("GOOGLE_BOOKS_RATE_PER_MINUTE", default=60, ge=0)
     quota_reset_hour_utc: int = _env("QUOTA_RESET_HOUR_UTC", default=0, ge=0, le=23)
+    # Safety margin on every rate: per-second slots (1/R)(1 + margin) apart, per-minute
+    # plans at most R requests in any 60(1 + margin) seconds (see backfill.quota).
+    rate_margin: float = _env("RATE_MARGIN", default=0.1, ge=0, le=1)
+    # A day marked spent by the API's answer gets one probe request this often (0: none,
+    # closed until the reset).
+    quota_probe_minutes: float = _env("QUOTA_PROBE_MINUTES", default=30, ge=0, le=1440)
     not_found_ttl_days: int = _env("ISBNDB_NOT_FOUND_TTL_DAYS", default=30, ge=0)
 
     # -- scheduling
@@ -190,6 +196,8 @@ class Settings(BaseSettings):
     max_retries: int = _env("BACKFILL_MAX_RETRIES", default=5, ge=0)
     retry_backoff_seconds: float = _env("BACKFILL_RETRY_BACKOFF_SECONDS", default=30, ge=0)
     retry_backoff_max_seconds: float = _env("BACKFILL_RETRY_BACKOFF_MAX_SECONDS", default=600, ge=0)
+    # Durable queue (default exchange) the resolved ISBNs are handed to; "" turns it off.
+    enrichment_queue: str = _env("ENRICHMENT_QUEUE", default="backfill.enrichment", max_length=255)
 
     # -- operations
     log_format: Literal["text", "json"] = _env("LOG_FORMAT", default="text")

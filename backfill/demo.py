@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from backfill import quota, scheduler
 from backfill.config import ConfigError, Settings, load_settings
 from backfill.db import session_factory
 from backfill.models import BackfillLog
+from backfill.web.auth import check_secret_strength
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=False)
@@ -108,6 +110,18 @@ def _seed(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> t
     return result.inserted, result.existing, int(done or 0)
 
 
+def _cron_secret(env: dict[str, str]) -> str | None:
+    """Give this run a fresh random cron secret unless the operator set one.
+
+    Returns the generated secret (to show the operator), or None when the
+    environment's own is used: that one is never printed.
+    """
+    if env.get("BACKFILL_CRON_SECRET"):
+        return None
+    env["BACKFILL_CRON_SECRET"] = secrets.token_urlsafe(24)
+    return env["BACKFILL_CRON_SECRET"]
+
+
 def _wait_http(url: str, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--to must not be before --from")
     try:
         base = load_settings()
+        check_secret_strength(base)  # the web app would refuse it: say so here, once
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "SANDBOX_PORT": _free_port(8765),
     }
     env.update({k: str(v) for k, v in ports.items()})
-    env.setdefault("BACKFILL_CRON_SECRET", "local-demo-secret")
+    secret = _cron_secret(env)
     env.setdefault("BACKFILL_BEAT_INTERVAL_SECONDS", "5")
     env.setdefault("WORKER_CONCURRENCY", str(args.workers))
     env["BACKFILL_YEAR_START"] = str(min(base.year_start, args.start[0]))
@@ -194,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     web = f"http://127.0.0.1:{ports['WEB_PORT']}"
     flower = f"http://127.0.0.1:{ports['FLOWER_PORT']}"
     console.print(f"Stack starting (logs: {log_path.relative_to(ROOT)}) …")
+    shown = secret or "the BACKFILL_CRON_SECRET you set"
+    console.print(
+        f"Dashboard: {web}/   X-Cron-Secret and /login secret for this run: {shown}",
+        soft_wrap=True,  # never split the secret across lines
+        highlight=False,
+        markup=False,
+    )
     code = 0
     try:
         if not _wait_http(f"{web}/healthz", 90):

@@ -69,6 +69,9 @@ class BackfillLog(Base):
         ),
         CheckConstraint("retry_count >= 0", name="retry_count_nonnegative"),
         CheckConstraint("batch_size BETWEEN 1 AND 50", name="batch_size_range"),
+        # The original's rule: only resolved ISBNs are handed to enrichment.
+        CheckConstraint("isbns_queued >= 0", name="isbns_queued_nonnegative"),
+        CheckConstraint("isbns_queued <= isbns_resolved", name="isbns_queued_le_resolved"),
         # Serves the scheduler's candidate query: status IN (pending, retry),
         # ordered year DESC, month DESC.
         Index(
@@ -90,6 +93,8 @@ class BackfillLog(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     books_generated: Mapped[int] = mapped_column(Integer, server_default="0")
     isbns_resolved: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Resolved ISBNs handed to the enrichment queue (confirmed by the broker); see handoffs.
+    isbns_queued: Mapped[int] = mapped_column(Integer, server_default="0")
     resolution_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="0")
     gemini_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     xai_calls: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -297,6 +302,44 @@ class Candidate(Base):
     )
 
 
+class Handoff(Base):
+    """One batch (at most 100) of a month's resolved ISBNs for the enrichment queue.
+
+    Written and committed *before* its message is published; ``sent_at`` is set
+    once the broker confirmed it, in the transaction that recounts the month's
+    ``isbns_queued``. A batch still unsent is published again with the same
+    ``message_id`` (consumers de-duplicate on it). Regenerating a month marks its
+    batches superseded: kept as history, no longer counted.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        UniqueConstraint("backfill_id", "batch", name="uq_handoffs_backfill_id_batch"),
+        UniqueConstraint("message_id"),
+        CheckConstraint("batch >= 1", name="batch_positive"),
+        CheckConstraint("cardinality(isbns) BETWEEN 1 AND 100", name="isbns_size"),
+        CheckConstraint("failures >= 0", name="failures_nonnegative"),
+        # Serves the scheduler's sweep: the batches still to send.
+        Index(
+            "ix_handoffs_unsent",
+            "backfill_id",
+            postgresql_where=text("sent_at IS NULL AND superseded_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("backfill_log.id", ondelete="CASCADE"))
+    batch: Mapped[int] = mapped_column(Integer)  # 1-based, per month, never reused
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    isbns: Mapped[list[str]] = mapped_column(ARRAY(String(13)))
+    created_at: Mapped[dt.datetime] = _now()
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")  # publishes that failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class QuotaUsage(Base):
     """The global quota ledger: calls reserved per provider per window."""
 
@@ -340,3 +383,20 @@ class ControlState(Base):
         onupdate=func.clock_timestamp(),
         nullable=False,
     )
+
+
+class AuthFailure(Base):
+    """Failed authentications from one client address (``backfill.web.throttle``):
+    the count in the current one-minute window, the lockout it earned, and how
+    many lockouts the address has had (each doubles the next)."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (
+        CheckConstraint("failures >= 0 AND lockouts >= 0", name="counts_nonnegative"),
+    )
+
+    address: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    lockouts: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from backfill import candidates, months, quota
+from backfill import candidates, handoff, months, quota
 from backfill.config import Settings, get_settings
 from backfill.db import get_engine
 from backfill.exceptions import ProviderError, QuotaExhausted
@@ -44,6 +44,8 @@ def regenerate(session: Session, year: int, month: int) -> Regenerated:
 
     Raises MonthNotFound, or MonthNotClaimable while a worker holds the month.
     """
+    # First: reopen zeroes isbns_resolved, and isbns_queued may not exceed it.
+    handoff.reset(session, year, month)
     row = months.reopen(session, year, month)
     generations, rows = candidates.supersede(session, row.id)
     log.info("%s: %d answers and %d candidates superseded", row.label, generations, rows)
@@ -177,4 +179,7 @@ def _one_month(
     result.resolved += sum(1 for r in rows if r.status == "resolved")
     result.unresolved += sum(1 for r in rows if r.status == "unresolved")
     result.pending += sum(1 for r in rows if r.status == "pending")
+    # Books found for a completed month go to enrichment too, after the commit
+    # above (a failure is logged and left to the scheduler's sweep).
+    handoff.hand_off_quietly(session, backfill_id, settings=settings)
     return stop

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from backfill import months, pipeline, quota
+from backfill import handoff, months, pipeline, quota
 from backfill.config import Settings, get_settings
 from backfill.db import get_engine, session_factory
 from backfill.exceptions import MonthNotClaimable, MonthNotFound, QuotaExhausted
@@ -181,4 +181,7 @@ def _attempt(
         stats.xai_calls,
         stats.isbndb_calls,
     )
+    # After the completion commit: a hand-off that fails (broker down) is logged
+    # and left to the scheduler's sweep; the month stays completed.
+    handoff.hand_off_quietly(session, claim.row_id, settings=settings)
     return Outcome("completed", stats=stats)

@@ -1,28 +1,38 @@
-"""Seeding, candidate selection and claiming, lease reaping, pause.
+"""Seeding, candidate selection and claiming, lease reaping (the pause flag it
+obeys lives in :mod:`backfill.control`).
 
 :func:`schedule` is the one place months are handed out. It claims candidates
 with ``SELECT … FOR UPDATE SKIP LOCKED`` so concurrent schedulers (two beats,
 an operator, the API) never claim a month twice, COMMITs, and only then
 publishes one message per month -- the row is the truth, the message a nudge.
 Unlike other service functions it owns that commit, because publishing must
-follow it; a crash between the two is healed by the lease.
+follow it; a crash between the two is healed by the lease. Everything the
+caller reports (the months, the totals by status) is read before publishing,
+so once the claims are committed nothing afterwards can fail the run: a
+database error after the publish is logged and healed by the lease.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from backfill import months
 from backfill.broker import CeleryPublisher, MonthMessage, Publisher
 from backfill.config import Settings, get_settings
+from backfill.control import heartbeat, is_paused
+from backfill.control import set_paused as set_paused  # its old home: callers import it here
 from backfill.exceptions import InvalidInput, MonthNotClaimable
-from backfill.models import BackfillLog, ControlState, MonthAttempt
+from backfill.models import STATUSES, BackfillLog, MonthAttempt
+
+log = logging.getLogger(__name__)
 
 CONTEMPORARY_FROM = 2020
 SEED_BATCH_SIZE = 20
@@ -50,6 +60,7 @@ class MonthInfo:
     resolution_rate: float = 0.0
     error_message: str | None = None
     retry_count: int = 0
+    isbns_queued: int = 0
 
     @classmethod
     def of(cls, row: BackfillLog) -> MonthInfo:
@@ -63,6 +74,7 @@ class MonthInfo:
             resolution_rate=float(row.resolution_rate or 0),
             error_message=row.error_message,
             retry_count=row.retry_count or 0,
+            isbns_queued=row.isbns_queued or 0,
         )
 
     @property
@@ -80,7 +92,11 @@ class ScheduleResult:
     months: list[MonthInfo] = field(default_factory=list)
     triggered: int = 0
     skipped: int = 0
+    # one {"year", "month", "error"} per failed publish (the API counts them in
+    # execution_summary.errors and lists them in execution_errors)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # months per status, read in the claim's transaction (see schedule())
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     reaped: list[str] = field(default_factory=list)
     blocked_until: dict[str, str] = field(default_factory=dict)
 
@@ -197,6 +213,24 @@ def candidates_query(
     return query.order_by(BackfillLog.year.desc(), BackfillLog.month.desc()).limit(limit)
 
 
+def status_totals(session: Session) -> dict[str, int]:
+    """How many months are in each status (every status present)."""
+    totals = dict.fromkeys(STATUSES, 0)
+    rows = session.execute(select(BackfillLog.status, func.count()).group_by(BackfillLog.status))
+    for status, n in rows:
+        totals[str(status)] = int(n)
+    return totals
+
+
+def _dispatching(row: BackfillLog, now: dt.datetime) -> None:
+    """What the original system also does to a row it dispatches: a month taken
+    from ``retry`` gets ``last_retry_at = now``, and the last error is cleared
+    (the month's attempts keep it)."""
+    if row.status == "retry":
+        row.last_retry_at = now
+    row.error_message = None
+
+
 def check_batch_size(batch_size: object) -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool):
         raise InvalidInput("batch_size", "must be an integer")
@@ -234,8 +268,10 @@ def schedule(
         result.blocked_until = {
             k: v.isoformat() for k, v in months.blocked_until(session, settings).items()
         }
+        result.totals = status_totals(session)
         return result
     if result.paused:
+        result.totals = status_totals(session)
         return result
 
     result.reaped = months.reap_expired_leases(session, settings, now)
@@ -243,31 +279,50 @@ def schedule(
     if blocked:
         result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
         result.skipped = len(session.scalars(query).all())
-        _heartbeat(session, now, 0)
+        heartbeat(session, now, 0)
+        result.totals = status_totals(session)
         session.commit()
         return result
 
     claimed = session.scalars(query.with_for_update(skip_locked=True)).all()
     messages: list[MonthMessage] = []
     for row in claimed:
+        _dispatching(row, now)
         job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
         messages.append(MonthMessage(job_id, row.year, row.month, row.batch_size))
+    # Read in the claim's transaction (the claims flushed), before any publish:
+    # a request whose claims committed must not fail on a read afterwards.
+    result.totals = status_totals(session)
     session.commit()  # the claims are durable before any message exists
-    # The heartbeat row is shared by every scheduler: written in its own short
-    # transaction so concurrent schedulers never queue on it while claiming.
-    _heartbeat(session, now, len(claimed))
-    session.commit()
+    result.months = [MonthInfo.of(row) for row in claimed]
+    # From here on the claims are done: a database error (say, no pooled
+    # connection) is logged, never raised, so the work done is still reported.
+    try:
+        # The heartbeat row is shared by every scheduler: written in its own short
+        # transaction so concurrent schedulers never queue on it while claiming.
+        heartbeat(session, now, len(claimed))
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.warning("schedule: heartbeat not recorded: %r", exc)
 
     errors = (publisher or CeleryPublisher()).publish(messages)
-    by_job = {row.job_id: row for row in claimed}
+    by_job = {row.job_id: (i, row) for i, row in enumerate(claimed)}
     for job_id, error in errors.items():
-        row = by_job[job_id]
-        months.record_failure(session, row, job_id, error, settings, retry_at=None)
+        i, row = by_job[job_id]
         result.errors.append({"year": row.year, "month": row.month, "error": error})
-    if errors:
-        session.commit()
+        try:
+            status = months.record_failure(session, row, job_id, error, settings, retry_at=None)
+            session.commit()
+        except SQLAlchemyError as exc:  # still claimed: its lease takes it back later
+            session.rollback()
+            log.warning("schedule: failed publish of %s not recorded: %r", row.label, exc)
+            continue
+        if status != "processing":
+            result.totals["processing"] -= 1
+            result.totals[status] += 1
+        result.months[i] = MonthInfo.of(row)
     result.triggered = len(claimed) - len(errors)
-    result.months = [MonthInfo.of(row) for row in claimed]
     return result
 
 
@@ -285,6 +340,7 @@ def dispatch_month(
         check_batch_size(batch_size)
     row = months.lock_for_manual_claim(session, year, month)
     now = months.db_now(session)
+    _dispatching(row, now)
     job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
     size = batch_size or row.batch_size
     session.commit()
@@ -321,26 +377,3 @@ def attempts_of(session: Session, row: BackfillLog) -> list[MonthAttempt]:
             select(MonthAttempt).where(MonthAttempt.backfill_id == row.id).order_by(MonthAttempt.id)
         )
     )
-
-
-def _set_state(session: Session, key: str, value: dict[str, Any]) -> None:
-    stmt = pg_insert(ControlState).values(key=key, value=value)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": text("now()")}
-        )
-    )
-
-
-def _heartbeat(session: Session, now: dt.datetime, claimed: int) -> None:
-    _set_state(session, "last_schedule", {"at": now.isoformat(), "claimed": claimed})
-
-
-def set_paused(session: Session, paused: bool) -> None:
-    """Stop (or resume) dispatching; workers finish what they already have."""
-    _set_state(session, "paused", {"paused": bool(paused)})
-
-
-def is_paused(session: Session) -> bool:
-    value = session.scalar(select(ControlState.value).where(ControlState.key == "paused"))
-    return bool(value and value.get("paused"))

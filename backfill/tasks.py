@@ -1,6 +1,8 @@
 """Thin Celery tasks: take plain JSON, call a plain function, map the outcome.
 
-* ``backfill.schedule`` -- beat runs it every ``BACKFILL_BEAT_INTERVAL_SECONDS``.
+* ``backfill.schedule`` -- beat runs it every ``BACKFILL_BEAT_INTERVAL_SECONDS``;
+  it also sends the enrichment batches earlier hand-offs could not
+  (:func:`backfill.handoff.sweep`).
 * ``backfill.process_month`` -- one month; a failed attempt becomes a Celery
   retry (exponential backoff with jitter), mirrored in ``backfill_log``, where
   the month's ``retry_count`` is the truth for how many attempts failed.
@@ -22,7 +24,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from backfill import rework, runner, scheduler
+from backfill import handoff, rework, runner, scheduler
 from backfill.broker import RERESOLVE
 from backfill.celery import app
 from backfill.config import get_settings
@@ -68,14 +70,30 @@ def schedule_task(
     summary = {
         "dispatched": [f"{m.label}:{m.job_id}" for m in result.months if not result.dry_run],
         "triggered": result.triggered,
-        "errors": result.errors,
+        "errors": len(result.errors),  # a count, as in the API's execution_summary
+        "execution_errors": result.errors,
         "reaped": result.reaped,
         "paused": result.paused,
         "blocked_until": result.blocked_until,
     }
+    if not dry_run:
+        summary["handoff"] = _sweep_handoffs()
     if result.triggered or result.errors or result.reaped:
         log.info("schedule: %s", summary)
     return summary
+
+
+def _sweep_handoffs() -> dict[str, Any]:
+    """Each beat: send the enrichment batches earlier hand-offs could not (never raises)."""
+    try:
+        with unit_of_work() as session:
+            done = handoff.sweep(session)
+    except Exception as exc:  # the months are fine; the next beat tries again
+        log.warning("hand-off sweep failed: %r", exc)
+        return {"error": str(exc)[:300]}
+    if done.sent or done.failed:
+        log.info("hand-off sweep: %d batches sent, %d failed", done.sent, done.failed)
+    return {"sent": done.sent, "failed": done.failed}
 
 
 @app.task(

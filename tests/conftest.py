@@ -32,16 +32,22 @@ ADMIN_URL = os.environ.get(
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 TEST_DB = f"backfill_test_{RUN_ID}"
 TEST_QUEUE = f"backfill-test-{RUN_ID}"
+# The enrichment hand-off publishes to a queue of this run's own, never to the
+# machine's backfill.enrichment (deleted at the end with the task queue).
+TEST_ENRICHMENT_QUEUE = f"backfill-enrichment-test-{RUN_ID}"
 
 # The one place the tests set the environment: every process they start (worker,
 # beat, web, CLI) reads its settings from here, exactly as in production.
 os.environ["DATABASE_URL"] = str(make_url(ADMIN_URL).set(database=TEST_DB).render_as_string(False))
 os.environ["BACKFILL_TASK_QUEUE"] = TEST_QUEUE
+os.environ["ENRICHMENT_QUEUE"] = TEST_ENRICHMENT_QUEUE
 os.environ.setdefault("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 os.environ["BACKFILL_CRON_SECRET"] = "test-cron-secret"
 TABLES = (
+    "auth_failures",
     "candidates",
     "generations",
+    "handoffs",
     "month_attempts",
     "books",
     "lookup_cache",
@@ -149,6 +155,7 @@ def queue_name() -> Iterator[str]:
         try:
             channel.queue_delete(TEST_QUEUE)
             channel.exchange_delete(TEST_QUEUE)
+            channel.queue_delete(TEST_ENRICHMENT_QUEUE)
         except Exception:
             pass
 

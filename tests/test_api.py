@@ -117,6 +117,7 @@ def test_stats_zero_case(client: FlaskClient) -> None:
         "total_unresolved": 0,
         "total_reresolved": 0,
         "generator_calls_saved": 0,
+        "total_isbns_queued": 0,
     }
     assert body["recent_activity"] == []
     assert body["api_calls"] == {"gemini": 0, "xai": 0, "isbndb": 0}
@@ -240,7 +241,8 @@ def test_schedule_dispatches_and_reports_job_ids(
         assert resp.status_code == 200
         body = resp.json
         assert body["dry_run"] is False and body["months_selected"] == 2
-        assert body["execution_summary"] == {"triggered": 2, "skipped": 0, "errors": []}
+        assert body["execution_summary"] == {"triggered": 2, "skipped": 0, "errors": 0}
+        assert body["execution_errors"] == []
         assert [(m["year"], m["month"]) for m in body["months"]] == [(2021, 12), (2021, 11)]
         job_ids = [m["job_id"] for m in body["months"]]
         assert all(uuid.UUID(j) for j in job_ids)

@@ -75,7 +75,7 @@ def test_api_over_http(server: str) -> None:
     assert s.post(server + "/api/internal/pause", headers=AUTH, timeout=5).status_code == 200
     cron = s.post(server + "/api/internal/schedule-backfill", headers=AUTH, timeout=10)
     assert cron.status_code == 200 and cron.json()["paused"] is True
-    assert cron.json()["execution_summary"] == {"triggered": 0, "skipped": 0, "errors": []}
+    assert cron.json()["execution_summary"] == {"triggered": 0, "skipped": 0, "errors": 0}
 
     stats = s.get(server + "/api/internal/backfill-stats", headers=AUTH, timeout=10).json()
     assert stats["total_months"] == 24 and stats["by_status"]["pending"] == 24

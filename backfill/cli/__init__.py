@@ -11,6 +11,7 @@ import sys
 import click
 from click.exceptions import NoArgsIsHelpError
 
+from backfill.cli import catalogue_commands as _catalogue  # noqa: F401  (registers)
 from backfill.cli import commands as _commands  # noqa: F401  (registers the commands)
 from backfill.cli import rework_commands as _rework  # noqa: F401  (registers the commands)
 from backfill.cli.app import cli

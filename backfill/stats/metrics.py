@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from backfill import quota
 from backfill.config import Settings, get_settings
+from backfill.control import is_paused
 from backfill.models import PROVIDERS, BackfillLog, Book
-from backfill.scheduler import is_paused  # the pause flag's one reader
 from backfill.stats.candidate_stats import candidate_totals
 from backfill.stats.queries import last_schedule_at, status_counts
 
@@ -51,6 +51,9 @@ class MetricsSnapshot:
     candidates_by_status: dict[str, int]  # current (not superseded) candidates
     candidates_reresolved: int  # resolved by re-resolution, all time
     generator_calls_saved: int  # sum of month_attempts.generators_reused
+    isbns_queued: int  # ISBNs in confirmed hand-off batches, all time (superseded included)
+    handoff_failures: int  # hand-off publishes that failed, all time
+    handoff_batches_unsent: int  # current batches waiting for (another) publish
 
 
 def _api_calls(session: Session) -> dict[tuple[str, str], int]:
@@ -85,6 +88,19 @@ def _durations(session: Session) -> dict[str, Histogram]:
     }
 
 
+def _handoffs(session: Session) -> tuple[int, int, int]:
+    """(ISBNs sent, failed publishes, current batches unsent) over every hand-off."""
+    row = session.execute(
+        text(
+            "SELECT coalesce(sum(cardinality(isbns)) FILTER (WHERE sent_at IS NOT NULL), 0),"
+            " coalesce(sum(failures), 0),"
+            " count(*) FILTER (WHERE sent_at IS NULL AND superseded_at IS NULL)"
+            " FROM handoffs"
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def metrics_snapshot(session: Session, settings: Settings | None = None) -> MetricsSnapshot:
     """Everything ``/metrics`` reports, as of now."""
     settings = settings or get_settings()
@@ -98,6 +114,7 @@ def metrics_snapshot(session: Session, settings: Settings | None = None) -> Metr
     last = last_schedule_at(session)
     now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
     books = candidate_totals(session)
+    queued, failures, unsent = _handoffs(session)
     return MetricsSnapshot(
         months_by_status=status_counts(session).model_dump(),
         isbns_resolved=int(resolved),
@@ -112,4 +129,7 @@ def metrics_snapshot(session: Session, settings: Settings | None = None) -> Metr
         candidates_by_status=books.by_status,
         candidates_reresolved=books.reresolved,
         generator_calls_saved=books.generator_calls_saved,
+        isbns_queued=queued,
+        handoff_failures=failures,
+        handoff_batches_unsent=unsent,
     )

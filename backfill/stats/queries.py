@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from backfill import quota
 from backfill.config import Settings, get_settings
+from backfill.control import is_paused
 from backfill.models import STATUSES, BackfillLog, MonthAttempt
-from backfill.scheduler import is_paused  # the pause flag's one reader
 from backfill.stats.candidate_stats import candidate_totals, month_candidates
 from backfill.stats.reports import (
     RECENT_ACTIVITY_LIMIT,
@@ -50,6 +50,7 @@ def month_row(row: BackfillLog) -> MonthRow:
         attempts=row.attempts,
         books_generated=row.books_generated,
         isbns_resolved=row.isbns_resolved,
+        isbns_queued=row.isbns_queued,
         resolution_rate=float(row.resolution_rate or Decimal(0)),
         gemini_calls=row.gemini_calls,
         xai_calls=row.xai_calls,
@@ -97,6 +98,7 @@ def recent_activity(session: Session, limit: int = RECENT_ACTIVITY_LIMIT) -> lis
             isbns_resolved=row.isbns_resolved,
             resolution_rate=float(row.resolution_rate or 0),
             error_message=row.error_message,
+            isbns_queued=row.isbns_queued,
             finished_at=when,
         )
         for row, when in rows
@@ -114,9 +116,10 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
             func.coalesce(func.sum(BackfillLog.gemini_calls), 0),
             func.coalesce(func.sum(BackfillLog.xai_calls), 0),
             func.coalesce(func.sum(BackfillLog.isbndb_calls), 0),
+            func.coalesce(func.sum(BackfillLog.isbns_queued), 0),
         )
     ).one()
-    months, generated, resolved, gemini, xai, isbndb = (int(v) for v in totals)
+    months, generated, resolved, gemini, xai, isbndb, queued = (int(v) for v in totals)
     books = candidate_totals(session)
     return StatsReport(
         total_months=months,
@@ -128,6 +131,7 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
             total_unresolved=books.unresolved,
             total_reresolved=books.reresolved,
             generator_calls_saved=books.generator_calls_saved,
+            total_isbns_queued=queued,
         ),
         recent_activity=recent_activity(session),
         api_calls=ApiCalls(gemini=gemini, xai=xai, isbndb=isbndb),

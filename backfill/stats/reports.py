@@ -7,11 +7,13 @@ in the OpenAPI schema, and the CLI prints the very same JSON.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic.json_schema import SkipJsonSchema
 
 RECENT_ACTIVITY_LIMIT = 20
+MonthStatusName = Literal["pending", "processing", "completed", "failed", "retry"]
 
 
 class _Report(BaseModel):
@@ -41,19 +43,38 @@ class Progress(_Report):
     generator_calls_saved: int = Field(
         description="generator calls not made because the month's answer was stored"
     )
+    total_isbns_queued: int = Field(
+        description="resolved ISBNs handed to the enrichment queue (the broker confirmed them)"
+    )
+
+
+def omit_null_error(data: dict[str, Any]) -> dict[str, Any]:
+    """The original's MonthStatus has ``error_message`` as an optional *string*: a
+    month without an error leaves it out rather than sending null."""
+    if data.get("error_message") is None:
+        data.pop("error_message", None)
+    return data
 
 
 class Activity(_Report):
-    """One month in ``recent_activity`` (the original system's fields, plus ``finished_at``)."""
+    """One month in ``recent_activity``: the original's MonthStatus, plus
+    ``isbns_queued`` and ``finished_at``."""
 
     year: int
     month: int
-    status: str
+    status: MonthStatusName
     books_generated: int
     isbns_resolved: int
-    resolution_rate: float
-    error_message: str | None
+    resolution_rate: float = Field(description="percent, 0-100")
+    error_message: str | SkipJsonSchema[None] = Field(
+        default=None, description="the last error; left out when there is none"
+    )
+    isbns_queued: int = 0
     finished_at: dt.datetime | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return omit_null_error(handler(self))
 
 
 class ApiCalls(_Report):
@@ -95,6 +116,7 @@ class MonthRow(_Report):
     attempts: int
     books_generated: int
     isbns_resolved: int
+    isbns_queued: int = Field(default=0, description="resolved ISBNs handed to enrichment")
     resolution_rate: float
     gemini_calls: int
     xai_calls: int

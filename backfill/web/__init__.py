@@ -17,14 +17,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from gunicorn.errors import AppImportError
 
-from backfill.config import Settings, get_settings, load_settings
+from backfill.config import ConfigError, Settings, get_settings, load_settings
 from backfill.db import session_factory
-from backfill.web import api, api_rework, dashboard, errors, health, metrics, openapi
+from backfill.web import api, api_books, api_rework, dashboard, errors, health, metrics, openapi
+from backfill.web.auth import check_secret_strength
 from backfill.web.context import EXTENSION, WebState
 
 # Request bodies are a few small fields; anything bigger is refused (413).
 MAX_BODY_BYTES = 16 * 1024
+
+
+class StartupError(ConfigError, AppImportError):
+    """A setting the web app cannot start with (one line naming it).
+
+    Also gunicorn's "application failed to load" error: gunicorn then prints
+    just this line and stops, rather than a traceback from every worker.
+    """
 
 
 def _settings(config: Mapping[str, Any]) -> Settings:
@@ -48,13 +58,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
     )
     app.config.update(config)
-    settings = _settings(config)
+    try:
+        settings = _settings(config)
+        check_secret_strength(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     factory = config.get("SESSION_FACTORY") or session_factory(settings.database_url)
     app.extensions[EXTENSION] = WebState(settings=settings, session_factory=factory)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.init_app(app)
     api.init_app(app)
     api_rework.init_app(app)
+    api_books.init_app(app)
     health.init_app(app)
     metrics.init_app(app)
     dashboard.init_app(app)

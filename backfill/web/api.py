@@ -63,7 +63,9 @@ def schedule_backfill() -> ResponseReturnValue:
             force_retry=body.force_retry,
             settings=cfg,
         )
-        counts = stats.status_counts(session)
+    # The totals were read in the claim's own transaction, before publishing: no
+    # read after the publish can turn work already done into a 5xx.
+    totals = result.totals
     response = ScheduleResponse(
         dry_run=result.dry_run,
         batch_size=result.batch_size,
@@ -80,21 +82,21 @@ def schedule_backfill() -> ResponseReturnValue:
                 resolution_rate=m.resolution_rate,
                 error_message=m.error_message,
                 retry_count=m.retry_count,
+                isbns_queued=m.isbns_queued,
             )
             for m in result.months
         ],
-        total_pending=counts.pending,
-        total_processing=counts.processing,
-        total_completed=counts.completed,
-        total_failed=counts.failed,
-        total_retry=counts.retry,
+        total_pending=totals["pending"],
+        total_processing=totals["processing"],
+        total_completed=totals["completed"],
+        total_failed=totals["failed"],
+        total_retry=totals["retry"],
         execution_summary=None
         if result.dry_run
         else ExecutionSummary(
-            triggered=result.triggered,
-            skipped=result.skipped,
-            errors=[ScheduleError(**e) for e in result.errors],
+            triggered=result.triggered, skipped=result.skipped, errors=len(result.errors)
         ),
+        execution_errors=[ScheduleError(**e) for e in result.errors],
         blocked_until=result.blocked_until,
     )
     exclude = {"execution_summary"} if result.dry_run else set()

@@ -6,7 +6,8 @@ host, or through ``ssh -L``); any other client -- including a loopback request
 relayed by a reverse proxy, recognised by its ``X-Forwarded-For``/``Forwarded``
 header -- must first log in with the cron secret, which sets a signed,
 HttpOnly, SameSite=Strict session cookie. Without a configured secret, remote
-access is refused.
+access is refused. Wrong secrets at ``/login`` count towards the same
+per-address throttle as the internal API's (429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from backfill import scheduler, stats
 from backfill.models import STATUSES
 from backfill.stats import GridCell, StatsReport
-from backfill.web.auth import configured_secret, secret_matches
+from backfill.web.auth import authenticate, configured_secret, too_many_attempts_message
 from backfill.web.context import settings, unit_of_work
 from backfill.web.errors import ApiError
 from backfill.web.inputs import month_param
@@ -130,18 +131,26 @@ def login() -> ResponseReturnValue:
     """Exchange the cron secret for a signed session cookie (remote access)."""
     enabled = configured_secret(settings()) is not None
     error = None
+    headers: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
+        given = request.form.get("secret")
+        # An empty form guesses nothing: answered without the throttle's database read.
+        verdict = authenticate(given, settings()) if enabled and given else None
         if not enabled:
-            error = "remote access is disabled: BACKFILL_CRON_SECRET is not set"
-        elif secret_matches(request.form.get("secret"), settings()):
+            error, status = "remote access is disabled: BACKFILL_CRON_SECRET is not set", 401
+        elif verdict is not None and verdict.retry_after is not None:
+            # Throttled (backfill.web.throttle): refused whatever was sent.
+            error, status = too_many_attempts_message(verdict.retry_after), 429
+            headers["Retry-After"] = str(verdict.retry_after)
+        elif verdict is not None and verdict.ok:
             session.clear()
             session[SESSION_KEY] = True
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
         else:
-            error = "wrong secret"
-    status = 401 if error else 200
-    return render_template("login.html", error=error, enabled=enabled), status
+            error, status = "wrong secret", 401
+    return render_template("login.html", error=error, enabled=enabled), status, headers
 
 
 @bp.post("/logout")

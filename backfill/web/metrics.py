@@ -66,6 +66,22 @@ class SnapshotCollector(Collector):
             "Generator calls not made because the month's stored answer was reused",
             snap.generator_calls_saved,
         )
+        # Only grow, like the two above: a regenerated month's batches are kept.
+        yield CounterMetricFamily(
+            "backfill_isbns_queued",
+            "Resolved ISBNs handed to the enrichment queue (broker-confirmed), all time",
+            snap.isbns_queued,
+        )
+        yield CounterMetricFamily(
+            "backfill_handoff_failures",
+            "Enrichment hand-off publishes that failed (each is tried again), all time",
+            snap.handoff_failures,
+        )
+        yield GaugeMetricFamily(
+            "backfill_handoff_batches_unsent",
+            "Enrichment batches written but not yet confirmed by the broker",
+            snap.handoff_batches_unsent,
+        )
         calls = CounterMetricFamily(
             "backfill_api_calls",
             "External API requests sent, by provider and how they ended",

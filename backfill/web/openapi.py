@@ -17,10 +17,11 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from backfill import stats
+from backfill import catalogue, stats
 from backfill.web.dashboard import DashboardData
 from backfill.web.schemas import (
     MONTH_PATTERN,
+    BooksQuery,
     EmptyBody,
     ErrorResponse,
     HealthResponse,
@@ -67,17 +68,48 @@ _BODY_ERRORS = {
 }
 _MONTH = {**_BAD, 404: ("month not seeded", ERR)}
 
+# The three endpoints of the original system (../shared/original-contract.md).
+_ORIGINAL = "Keeps the original system's shape (same names, types and meaning); fields only added: "
+_SCHEDULE_DOC = (
+    _ORIGINAL + "`paused`, `total_retry`, `execution_errors` (one `{year, month, error}` per"
+    " failed publish; `execution_summary.errors` is their count, as in the original),"
+    " `blocked_until`, and in each MonthStatus `job_id`, `retry_count`, `isbns_queued`."
+    " `error_message` is left out when a month has none. A claimed `retry` month gets"
+    " `last_retry_at = now`. The totals are read in the claim's transaction, before"
+    " publishing, so a request whose claims committed always answers 200 with what it"
+    " dispatched."
+)
+_STATS_DOC = (
+    _ORIGINAL + "`progress.total_unresolved`, `progress.total_reresolved`,"
+    " `progress.generator_calls_saved`, `api_calls`, `quota_today`, `paused`, and in each"
+    " `recent_activity` MonthStatus `isbns_queued` and `finished_at`."
+    " `progress.total_isbns_queued` is the original's: ISBNs handed to the enrichment queue."
+    " `recent_activity` lists months that finished an attempt (completed, failed or"
+    " waiting to retry), latest first, at most 20."
+)
+_SEED_DOC = (
+    _ORIGINAL + "`months_existing`, `year_start`, `year_end`. New rows get `prompt_variant`"
+    " contemporary-notable for years >= 2020 (else baseline) and `batch_size` 20."
+)
+
 OPERATIONS: tuple[Op, ...] = (
     Op("post", "/api/internal/schedule-backfill", "Claim and dispatch months", "internal",
        {200: ("scheduled (or listed, in a dry run)", ScheduleResponse), **_BODY_ERRORS, **_AUTH},
-       body=ScheduleRequest, secured=True),
+       body=ScheduleRequest, secured=True, extra={"description": _SCHEDULE_DOC}),
     Op("get", "/api/internal/backfill-stats", "Backfill statistics", "internal",
-       {200: ("stats", stats.StatsReport), **_AUTH}, secured=True),
+       {200: ("stats", stats.StatsReport), **_AUTH}, secured=True,
+       extra={"description": _STATS_DOC}),
     Op("post", "/api/internal/seed-backfill-queue", "Seed months (idempotent)", "internal",
-       {200: ("seeded", SeedResponse), **_BODY_ERRORS, **_AUTH}, body=SeedRequest, secured=True),
+       {200: ("seeded", SeedResponse), **_BODY_ERRORS, **_AUTH}, body=SeedRequest, secured=True,
+       extra={"description": _SEED_DOC}),
     Op("get", "/api/internal/months", "List months", "internal",
        {200: ("a page of months", stats.MonthsPage), **_BAD, **_AUTH}, query=MonthsQuery,
        secured=True),
+    Op("get", "/api/internal/books",
+       "List books: resolved ones (by filed month) and unresolved current candidates",
+       "internal", {200: ("a page of books, ordered by month, title, ISBN-13 / candidate",
+                          catalogue.BooksPage), **_BAD, **_AUTH},
+       query=BooksQuery, secured=True),
     Op("get", "/api/internal/months/{month}", "One month, its attempts and candidates",
        "internal",
        {200: ("the month", stats.MonthDetail), **_MONTH, **_AUTH}, month_param=True,
@@ -161,7 +193,10 @@ def _parameters(op: Op) -> list[dict[str, Any]]:
     if op.query is not None:
         schema = op.query.model_json_schema()
         for name, prop in schema.get("properties", {}).items():
-            params.append({"name": name, "in": "query", "required": False, "schema": prop})
+            param = {"name": name, "in": "query", "required": False, "schema": prop}
+            if "description" in prop:  # the rule, where readers of parameters look
+                param["description"] = prop["description"]
+            params.append(param)
     return params
 
 

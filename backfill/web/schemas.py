@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 from pydantic.json_schema import SkipJsonSchema
 
+from backfill import catalogue
 from backfill.stats import MonthRow
+from backfill.stats.reports import omit_null_error
 from backfill.task_args import MAX_OLDER_THAN_DAYS
 
 
@@ -133,6 +144,86 @@ class MonthPath(BaseModel):
         return int(year), int(month)
 
 
+# The rule each ``GET /api/internal/books`` parameter follows: documented in the
+# OpenAPI description and quoted in the 400 that names the parameter.
+BOOKS_RULES = {
+    "month": "must be YYYY-MM (years 1900-2100)",
+    "from": "must be YYYY-MM (years 1900-2100)",
+    "to": "must be YYYY-MM (years 1900-2100)",
+    "status": "must be resolved or unresolved",
+    "resolver": "must be 1-32 characters: letters, digits, _ . : -",
+    "q": "must be 1-200 characters, no NUL",
+    "page": f"must be 1..{catalogue.PAGE_MAX}",
+    "page_size": f"must be 1..{catalogue.PAGE_SIZE_MAX}",
+}
+
+
+def _optional(description: str, alias: str | None = None) -> Any:
+    """An optional query parameter: absent means "no filter" (no ``default: null``
+    in the document, since a query string has no null)."""
+
+    def _drop_default(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+
+    return Field(
+        default=None, alias=alias, description=description, json_schema_extra=_drop_default
+    )
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+ResolverName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,32}$")]
+TitleSearch = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class BooksQuery(BaseModel):
+    """Query string of ``GET /api/internal/books`` (strings parsed as numbers, exactly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    month: MonthText | SkipJsonSchema[None] = _optional(
+        "only books filed under this month (a resolved book: the first month that found it; "
+        "an unresolved one: its candidate's month); not with from/to; " + BOOKS_RULES["month"]
+    )
+    from_: MonthText | SkipJsonSchema[None] = _optional(
+        "first month, inclusive (filed month, as for month); must not be after to; "
+        + BOOKS_RULES["from"],
+        alias="from",
+    )
+    to: MonthText | SkipJsonSchema[None] = _optional("last month, inclusive; " + BOOKS_RULES["to"])
+    status: Literal["resolved", "unresolved"] | SkipJsonSchema[None] = _optional(
+        "resolved: books with an ISBN-13; unresolved: current candidates without one (status "
+        "unresolved or pending; invalid_isbn ones are never listed); default both"
+    )
+    resolver: ResolverName | SkipJsonSchema[None] = _optional(
+        "exact resolver name (isbndb, isbndb:title, openlibrary, googlebooks, cache); "
+        + BOOKS_RULES["resolver"]
+    )
+    q: TitleSearch | SkipJsonSchema[None] = _optional(
+        "case-insensitive substring of the title; " + BOOKS_RULES["q"]
+    )
+    page: int = Field(
+        default=1,
+        ge=1,
+        le=catalogue.PAGE_MAX,
+        description="1-based page number; " + BOOKS_RULES["page"],
+    )
+    page_size: int = Field(
+        default=catalogue.PAGE_SIZE_DEFAULT,
+        ge=1,
+        le=catalogue.PAGE_SIZE_MAX,
+        description=f"books per page (default {catalogue.PAGE_SIZE_DEFAULT}); "
+        + BOOKS_RULES["page_size"],
+    )
+
+    _no_nul = field_validator("q", "resolver", mode="before")(_no_nul)
+
+
 # ---- responses ----------------------------------------------------------------
 
 
@@ -141,15 +232,24 @@ class Response(BaseModel):
 
 
 class ScheduledMonth(Response):
+    """The original's MonthStatus, plus ``job_id``, ``retry_count`` and ``isbns_queued``."""
+
     year: int
     month: int
-    status: str
+    status: Status
     job_id: str | None = Field(description="the dispatched job (null in a dry run)")
     books_generated: int
     isbns_resolved: int
-    resolution_rate: float
-    error_message: str | None
+    resolution_rate: float = Field(description="percent, 0-100")
+    error_message: str | SkipJsonSchema[None] = Field(
+        default=None, description="the last error; left out when there is none"
+    )
     retry_count: int
+    isbns_queued: int = Field(description="resolved ISBNs handed to the enrichment queue")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return omit_null_error(handler(self))
 
 
 class ScheduleError(Response):
@@ -159,9 +259,11 @@ class ScheduleError(Response):
 
 
 class ExecutionSummary(Response):
-    triggered: int
-    skipped: int
-    errors: list[ScheduleError]
+    """The original's shape exactly: three counts."""
+
+    triggered: int = Field(description="months claimed and published")
+    skipped: int = Field(description="candidates left alone (a quota is spent)")
+    errors: int = Field(description="months whose publish failed (see execution_errors)")
 
 
 class ScheduleResponse(Response):
@@ -175,8 +277,11 @@ class ScheduleResponse(Response):
     total_completed: int
     total_failed: int
     total_retry: int
-    execution_summary: ExecutionSummary | None = Field(
+    execution_summary: ExecutionSummary | SkipJsonSchema[None] = Field(
         default=None, description="absent in a dry run"
+    )
+    execution_errors: list[ScheduleError] = Field(
+        default_factory=list, description="one per month whose publish failed (its retry spent)"
     )
     blocked_until: dict[str, str] = Field(
         default_factory=dict, description="providers whose daily quota is spent, until when"
