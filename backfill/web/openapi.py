@@ -59,7 +59,14 @@ class Op:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_AUTH = {401: ("missing or wrong X-Cron-Secret", ERR), 503: ("secret not configured", ERR)}
+_AUTH = {
+    401: ("missing or wrong X-Cron-Secret", ERR),
+    429: (
+        "too many failed secrets from this address (5 a minute): locked out, see Retry-After",
+        ERR,
+    ),
+    503: ("secret not configured", ERR),
+}
 _BAD = {400: ("invalid input (names the field and the rule)", ERR)}
 _BODY_ERRORS = {
     **_BAD,
@@ -147,7 +154,8 @@ OPERATIONS: tuple[Op, ...] = (
        {200: ("the form", "html")}),
     Op("post", "/login", "Log in with the cron secret (form field `secret`)", "dashboard",
        {302: ("signed session cookie set; to the dashboard", None),
-        401: ("wrong secret, or remote access disabled", "html")},
+        401: ("wrong secret, or remote access disabled", "html"),
+        429: ("too many failed secrets from this address: locked out, see Retry-After", "html")},
        extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
            "type": "object", "properties": {"secret": {"type": "string"}},
            "required": ["secret"]}}}}}),
