@@ -176,6 +176,7 @@ class Resolver:
         if source != "isbndb":
             return True
         if self.isbndb_out:
+            case.incomplete = True  # waits for the reset as pending, not "not found"
             return False
         # ISBNdb's title search is the last resort, paid per book. It is skipped
         # only for a book that looks made up: every ISBN claimed for it is unknown

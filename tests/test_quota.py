@@ -1,10 +1,15 @@
-"""The global quota ledger on the real PostgreSQL: budgets, rate windows, resets, processes."""
+"""The global quota ledger on the real PostgreSQL: budgets, rate spacing, probes, resets,
+processes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import multiprocessing
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -42,14 +47,15 @@ def rows(session: Session, provider: str, window: str) -> list[tuple[dt.datetime
     return [(r.window_start, r.calls) for r in result]
 
 
-def test_reserve_counts_one_unit_in_the_day_and_the_rate_window(
+def test_reserve_counts_one_unit_in_the_day_and_one_rate_slot(
     ledger: Session, committed_db: str
 ) -> None:
     settings = settings_for(committed_db, isbndb_rate_per_second=50)
     for _ in range(3):
-        quota.reserve("isbndb", settings)
+        grant = quota.reserve("isbndb", settings)
+        assert grant.slot is not None and not grant.probe
     assert [calls for _, calls in rows(ledger, "isbndb", "day")] == [3]
-    assert sum(calls for _, calls in rows(ledger, "isbndb", "second")) == 3
+    assert [calls for _, calls in rows(ledger, "isbndb", "grant")] == [1, 1, 1]
     usage = quota.daily_usage(ledger, settings)
     assert usage["isbndb"]["used"] == 3
     assert usage["isbndb"]["remaining"] == settings.isbndb_daily_limit - 3
@@ -72,27 +78,130 @@ def test_daily_budget_spent_raises_quota_exhausted_and_never_goes_over(
         quota.reserve("isbndb", settings)
     assert caught.value.provider == "isbndb"
     assert caught.value.resets_at == quota.next_reset(settings)
-    # the refused attempt left nothing behind, in the day or in the rate window
+    # the refused attempt left nothing behind, in the day or in the rate slots
     assert [calls for _, calls in rows(ledger, "isbndb", "day")] == [2]
-    assert sum(calls for _, calls in rows(ledger, "isbndb", "second")) == 2
+    assert len(rows(ledger, "isbndb", "grant")) == 2
+    # spent by our own count: no probe, closed until the reset
     assert quota.blocked_providers(ledger, settings) == {"isbndb": quota.next_reset(settings)}
     assert quota.daily_usage(ledger, settings)["isbndb"]["exhausted"] is True
 
 
-def test_mark_exhausted_blocks_until_the_reset(ledger: Session, committed_db: str) -> None:
+@pytest.mark.parametrize("provider", ["isbndb", "gemini", "openlibrary"])
+def test_a_daily_limit_of_zero_lets_no_call_through(
+    provider: str, ledger: Session, committed_db: str
+) -> None:
+    # The day's first unit used to be inserted without looking at the limit.
+    settings = settings_for(
+        committed_db, isbndb_daily_limit=0, gemini_daily_limit=0, openlibrary_daily_limit=0
+    )
+    for _ in range(2):
+        with pytest.raises(QuotaExhausted):
+            quota.reserve(provider, settings)
+    assert rows(ledger, provider, "day") == [] and rows(ledger, provider, "grant") == []
+    assert quota.daily_usage(ledger, settings)[provider]["exhausted"] is True
+
+
+def test_mark_exhausted_blocks_until_the_probe(ledger: Session, committed_db: str) -> None:
     settings = settings_for(committed_db)
     quota.reserve("gemini", settings)
     resets_at = quota.mark_exhausted("gemini", settings)
     assert resets_at == quota.next_reset(settings)
-    with pytest.raises(QuotaExhausted):
+    with pytest.raises(QuotaExhausted) as caught:
         quota.reserve("gemini", settings)
+    assert caught.value.resets_at == resets_at  # a month is deferred to the reset
     usage = quota.daily_usage(ledger, settings)["gemini"]
     assert (usage["used"], usage["exhausted"]) == (1, True)
-    assert quota.blocked_providers(ledger, settings) == {"gemini": resets_at}
+    # the scheduler waits for the probe, QUOTA_PROBE_MINUTES from now (or the reset)
+    ((probe_at, _),) = rows(ledger, "gemini", "probe")
+    now = ledger.execute(text("SELECT clock_timestamp()")).scalar_one()
+    ledger.commit()
+    assert dt.timedelta(minutes=29) < probe_at - now <= dt.timedelta(minutes=30)
+    assert quota.blocked_providers(ledger, settings) == {"gemini": min(probe_at, resets_at)}
     quota.reserve("xai", settings)  # other providers are unaffected
 
 
-def test_rate_window_holds_calls_to_the_limit_per_database_second(
+def test_without_probes_a_day_marked_spent_stays_closed_until_the_reset(
+    ledger: Session, committed_db: str
+) -> None:
+    settings = settings_for(committed_db, quota_probe_minutes=0)
+    resets_at = quota.mark_exhausted("isbndb", settings)
+    assert rows(ledger, "isbndb", "probe") == []
+    assert quota.blocked_providers(ledger, settings) == {"isbndb": resets_at}
+    with pytest.raises(QuotaExhausted):
+        quota.reserve("isbndb", settings)
+
+
+def _due_probe(ledger: Session, provider: str) -> None:
+    """Move the provider's next probe into the past (as if QUOTA_PROBE_MINUTES passed)."""
+    ledger.execute(
+        text(
+            "UPDATE quota_usage SET window_start = clock_timestamp() - interval '1 second'"
+            " WHERE provider = :p AND \"window\" = 'probe'"
+        ),
+        {"p": provider},
+    )
+    ledger.commit()
+
+
+def test_one_process_wins_the_probe_and_an_answer_reopens_the_day(
+    ledger: Session, committed_db: str
+) -> None:
+    settings = settings_for(committed_db, isbndb_rate_per_second=50)
+    quota.reserve("isbndb", settings)
+    quota.mark_exhausted("isbndb", settings)
+    _due_probe(ledger, "isbndb")
+    assert quota.blocked_providers(ledger, settings) == {}  # the scheduler may claim again
+    grants: list[quota.Grant] = []
+    refused: list[QuotaExhausted] = []
+
+    def one() -> None:
+        try:
+            grants.append(quota.reserve("isbndb", settings))
+        except QuotaExhausted as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [g.probe for g in grants] == [True] and len(refused) == 7
+    assert [calls for _, calls in rows(ledger, "isbndb", "day")] == [2]  # the probe is paid
+    # while the probe is out, the next one is QUOTA_PROBE_MINUTES away
+    assert set(quota.blocked_providers(ledger, settings)) == {"isbndb"}
+    quota.clear_exhausted("isbndb", settings)  # what the client does when it is answered
+    assert quota.blocked_providers(ledger, settings) == {}
+    assert not quota.reserve("isbndb", settings).probe
+    assert rows(ledger, "isbndb", "probe") == []
+
+
+def test_no_probe_when_our_own_count_spent_the_day(ledger: Session, committed_db: str) -> None:
+    settings = settings_for(committed_db, isbndb_daily_limit=1, isbndb_rate_per_second=50)
+    quota.reserve("isbndb", settings)
+    quota.mark_exhausted("isbndb", settings)
+    _due_probe(ledger, "isbndb")
+    with pytest.raises(QuotaExhausted):
+        quota.reserve("isbndb", settings)
+    assert quota.blocked_providers(ledger, settings) == {"isbndb": quota.next_reset(settings)}
+
+
+def test_near_the_daily_limit(ledger: Session, committed_db: str) -> None:
+    # within 10 requests or 2% of the limit, whichever is more
+    small = settings_for(committed_db, isbndb_daily_limit=15, isbndb_rate_per_second=1000)
+    assert not quota.near_daily_limit("isbndb", small)
+    for _ in range(5):
+        quota.reserve("isbndb", small)
+    assert quota.near_daily_limit("isbndb", small)
+    big = settings_for(committed_db, isbndb_daily_limit=5000)
+    ledger.execute(text("UPDATE quota_usage SET calls = 4899 WHERE \"window\" = 'day'"))
+    ledger.commit()
+    assert not quota.near_daily_limit("isbndb", big)
+    ledger.execute(text("UPDATE quota_usage SET calls = 4900 WHERE \"window\" = 'day'"))
+    ledger.commit()
+    assert quota.near_daily_limit("isbndb", big)
+
+
+def test_per_second_slots_are_spaced_by_the_rate_and_the_margin(
     ledger: Session, committed_db: str
 ) -> None:
     settings = settings_for(committed_db, isbndb_rate_per_second=1)
@@ -100,37 +209,91 @@ def test_rate_window_holds_calls_to_the_limit_per_database_second(
     for _ in range(3):
         quota.reserve("isbndb", settings)
     elapsed = time.monotonic() - started
-    windows = rows(ledger, "isbndb", "second")
-    assert [calls for _, calls in windows] == [1, 1, 1]
-    assert len({start for start, _ in windows}) == 3
-    assert all(start.microsecond == 0 for start, _ in windows)
-    assert 1.0 <= elapsed < 4.0  # waited for the next windows, not longer
+    slots = [start for start, _ in rows(ledger, "isbndb", "grant")]
+    assert len(slots) == 3
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(slots)]
+    assert all(abs(gap - 1.1) < 0.01 for gap in gaps), gaps  # (1 / 1) * (1 + 10%)
+    assert 2.2 <= elapsed < 3.5  # slept until each slot, not longer
 
 
-def test_a_zero_minute_limit_means_no_minute_window(ledger: Session, committed_db: str) -> None:
+def test_the_margin_is_configurable(ledger: Session, committed_db: str) -> None:
+    settings = settings_for(committed_db, isbndb_rate_per_second=4, rate_margin=0.5)
+    for _ in range(3):
+        quota.reserve("isbndb", settings)
+    slots = [start for start, _ in rows(ledger, "isbndb", "grant")]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(slots)]
+    assert all(abs(gap - 0.375) < 0.01 for gap in gaps), gaps  # (1 / 4) * 1.5
+
+
+def _most_in_one_second(times: list[float], shift: float) -> int:
+    """The most of ``times`` (seconds) in one whole second of a clock ``shift`` s ahead."""
+    return max(Counter(math.floor(t + shift) for t in times).values())
+
+
+def test_sixteen_threads_never_put_more_than_the_rate_in_any_second(
+    ledger: Session, committed_db: str
+) -> None:
+    rate, units = 2, 40
+    settings = settings_for(committed_db, isbndb_rate_per_second=rate)
+    sent: list[float] = []  # when each request would leave (this machine's clock)
+    lock = threading.Lock()
+    left = iter(range(units))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if next(left, None) is None:
+                    return
+            quota.reserve("isbndb", settings)
+            now = time.time()
+            with lock:
+                sent.append(now)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    slots = sorted(start.timestamp() for start, _ in rows(ledger, "isbndb", "grant"))
+    assert len(slots) == len(sent) == units
+    assert [calls for _, calls in rows(ledger, "isbndb", "day")] == [units]
+    # On the database clock: consecutive slots (1 / rate) * 1.1 apart, so no
+    # sliding second holds more than the rate.
+    assert min(b - a for a, b in itertools.pairwise(slots)) >= 0.55 - 1e-6
+    assert all(later - slots[i] >= 1.0 for i, later in enumerate(slots[rate:]))
+    # The whole seconds of our clock and of a clock half a second out of step with
+    # it, on the slots and on the moments the requests would leave.
+    for shift in (0.0, 0.5):
+        assert _most_in_one_second(slots, shift) <= rate
+        assert _most_in_one_second(sent, shift) <= rate
+
+
+def test_a_zero_minute_limit_means_no_rate_slots(ledger: Session, committed_db: str) -> None:
     settings = settings_for(committed_db, gemini_rate_per_minute=0)
     started = time.monotonic()
     for _ in range(5):
-        quota.reserve("gemini", settings)
+        assert quota.reserve("gemini", settings).slot is None
     assert time.monotonic() - started < 2
-    assert rows(ledger, "gemini", "minute") == []
+    assert rows(ledger, "gemini", "grant") == []
     assert [calls for _, calls in rows(ledger, "gemini", "day")] == [5]
 
 
-def test_minute_window_is_shared_and_full_window_is_not_charged(
+def test_a_per_minute_plan_bursts_then_waits_for_its_sliding_window(
     ledger: Session, committed_db: str
 ) -> None:
     settings = settings_for(committed_db, xai_rate_per_minute=2)
+    started = time.monotonic()
     quota.reserve("xai", settings)
     quota.reserve("xai", settings)
-    now = ledger.execute(text("SELECT clock_timestamp()")).scalar_one()
-    if now.second >= 55:  # the third would legitimately land in the next minute
-        pytest.skip("too close to a minute boundary to test a full minute window")
+    assert time.monotonic() - started < 1  # a per-minute plan allows the burst
+    # the third waits until the first is 60 s * (1 + 10%) old, whatever the minute
     with quota.get_engine(committed_db).connect() as conn:
         wait = quota._try_reserve(conn, "xai", quota.limits_for("xai", settings), settings)
-    assert wait is not None and 0 < wait <= 60
-    assert [calls for _, calls in rows(ledger, "xai", "day")] == [2]
-    assert [calls for _, calls in rows(ledger, "xai", "minute")] == [2]
+    assert isinstance(wait, quota._Wait)
+    ahead = quota.RESERVE_AHEAD_SECONDS
+    assert 66 - 3 - ahead < wait.seconds <= 66 - ahead
+    assert [calls for _, calls in rows(ledger, "xai", "day")] == [2]  # nothing kept
+    assert len(rows(ledger, "xai", "grant")) == 2
 
 
 @pytest.mark.parametrize(
@@ -176,27 +339,6 @@ def test_eight_processes_never_overspend_the_day(ledger: Session, committed_db: 
     assert [calls for _, calls in rows(ledger, "isbndb", "day")] == [25]
 
 
-def test_no_unit_is_granted_in_the_last_moments_of_a_window(
-    ledger: Session, committed_db: str
-) -> None:
-    # A unit granted at .9s would pay for a request that may reach the API in
-    # the next second, on top of that second's own units: it waits instead.
-    settings = settings_for(committed_db, isbndb_rate_per_second=5)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        now = ledger.execute(text("SELECT clock_timestamp()")).scalar_one()
-        ledger.commit()
-        if 0.8 <= now.microsecond / 1e6 < 0.9:
-            break
-        time.sleep(0.01)
-    else:
-        pytest.fail("never saw the database clock at .8s")
-    quota.reserve("isbndb", settings)
-    ((window_start, calls),) = rows(ledger, "isbndb", "second")
-    assert calls == 1
-    assert window_start == now.replace(microsecond=0) + dt.timedelta(seconds=1)
-
-
 def test_the_title_search_providers_have_their_own_windows(committed_db: str) -> None:
     settings = settings_for(
         committed_db,
@@ -220,8 +362,8 @@ def test_daily_usage_covers_every_provider(ledger: Session, committed_db: str) -
     assert usage["openlibrary"]["used"] == usage["googlebooks"]["used"] == 1
     assert usage["googlebooks"]["limit"] == settings.google_books_daily_limit == 1000
     assert usage["openlibrary"]["limit"] == settings.openlibrary_daily_limit == 100_000
-    assert [calls for _, calls in rows(ledger, "openlibrary", "second")] == [1]
-    assert [calls for _, calls in rows(ledger, "googlebooks", "minute")] == [1]
+    assert [calls for _, calls in rows(ledger, "openlibrary", "grant")] == [1]
+    assert [calls for _, calls in rows(ledger, "googlebooks", "grant")] == [1]
 
 
 def test_an_optional_resolver_spent_does_not_block_the_months(

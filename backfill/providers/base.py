@@ -126,6 +126,8 @@ class ProviderClient:
         if not agent or agent.startswith("python-requests"):  # refused by some APIs
             self.http.headers["User-Agent"] = self.user_agent()
         self.calls = 0
+        # The request in flight is the probe of a day marked spent (quota.Grant.probe).
+        self._probing = False
 
     def user_agent(self) -> str:
         """The User-Agent this client sends (one that names the service)."""
@@ -137,7 +139,7 @@ class ProviderClient:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Reserve quota, then make one request; transport failures become ProviderError."""
-        quota.reserve(self.name, self.settings)
+        self._probing = quota.reserve(self.name, self.settings).probe
         self.calls += 1
         timeout = self.settings.http_timeout_seconds
         # Per request too: a session shared between clients keeps each one's agent.
@@ -190,6 +192,8 @@ class ProviderClient:
         except ProviderError as exc:  # a timeout or a lost connection
             raise _Retryable(str(exc).removeprefix(f"{self.name}: ")) from None
         status = response.status_code
+        if self._probing and (status < 300 or (status == 404 and not_found)):
+            quota.clear_exhausted(self.name, self.settings)  # the day is not spent after all
         if status == 404 and not_found:
             quota.record_outcome(self.name, "not_found", self.settings)
             return None
@@ -206,7 +210,10 @@ class ProviderClient:
             return data
         quota.record_outcome(self.name, self._outcome(response), self.settings)
         text = self._error_text(response)
-        if self._is_daily_quota_answer(response):
+        if self._is_daily_quota_answer(response) or (
+            self._probing and self._is_rate_limit_answer(response)
+        ):
+            # A probe refused for its rate is the day still spent: nothing else is sent.
             resets_at = quota.mark_exhausted(self.name, self.settings)
             raise QuotaExhausted(self.name, resets_at, text)
         if status >= 500 or self._is_rate_limit_answer(response):

@@ -9,8 +9,11 @@ Wire format: key in a plain ``Authorization: <key>`` header (no "Bearer");
 A 429 is retried in the shared loop (:meth:`ProviderClient._request_json`), each
 try reserved again, so the ledger still equals the requests sent. ISBNdb answers
 one bare ``429 {"message": "Limit Exceeded"}`` for its per-second limit and for
-the day's quota alike: it is waited out first, and only taken for the day's quota
-when it outlasts every try. An answer that names the day is the quota at once.
+the day's quota alike. It is taken for the day's quota only when the ledger's
+count of the day is near the daily limit (:func:`backfill.quota.near_daily_limit`)
+and it outlasts every try; anywhere else in the day it is a rate answer, backed
+off and retried, and a run of them never closes the day. An answer that names
+the day is the quota at once.
 """
 
 from __future__ import annotations
@@ -99,9 +102,12 @@ class IsbndbClient(ProviderClient):
             and response is not None
             and response.status_code == 429
             and mentions_daily_quota(response, ("limit exceeded",))
+            and quota.near_daily_limit(self.name, self.settings)
         ):
             # Still "Limit Exceeded" after waiting out the rate window on every
-            # try: the key's daily calls are spent.
+            # try, with the day's count near the limit: the key's daily calls are
+            # spent. Far from the limit it is the rate (a window out of step with
+            # ours): the ProviderError below, never the day closed.
             resets_at = quota.mark_exhausted(self.name, self.settings)
             raise QuotaExhausted(self.name, resets_at, self._error_text(response))
 
@@ -111,7 +117,7 @@ class IsbndbClient(ProviderClient):
         # day's quota alike. An answer that names the day (some keys get a 403
         # "daily hits reached") is the quota at once; a bare "Limit Exceeded"
         # is first waited out as a rate limit and only taken for the day's
-        # quota when it persists (see _tries_spent).
+        # quota when it persists near the daily limit (see _tries_spent).
         return response.status_code in (403, 429) and mentions_daily_quota(
             response, ("daily", "per day", "quota")
         )

@@ -1,5 +1,5 @@
 """``python -m backfill.sandbox --host 127.0.0.1 --port N [--config JSON]
-[--isbndb-rate N] [--isbndb-daily-limit N]``."""
+[--isbndb-rate N] [--isbndb-daily-limit N] [--rate-clock-offset S] [--rate-jitter-ms N]``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ISBNdb calls per day (default 5000)",
     )
+    parser.add_argument(
+        "--rate-clock-offset",
+        type=float,
+        default=None,
+        help="seconds by which ISBNdb's and Open Library's rate windows are out of step "
+        "with this machine's clock (default 0)",
+    )
+    parser.add_argument(
+        "--rate-jitter-ms",
+        type=int,
+        default=None,
+        help="random 0..N ms delay before a rate-limited request is admitted (default 0)",
+    )
     args = parser.parse_args(argv)
     try:
         config = _config(args.config) if args.config else {}
@@ -52,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             config["isbndb_rate_per_second"] = args.isbndb_rate
         if args.isbndb_daily_limit is not None:
             config["isbndb_daily_limit"] = args.isbndb_daily_limit
+        if args.rate_clock_offset is not None:
+            config["rate_clock_offset_seconds"] = args.rate_clock_offset
+        if args.rate_jitter_ms is not None:
+            config["rate_jitter_ms"] = args.rate_jitter_ms
         serve(args.host, args.port, config)
     except (ValueError, OSError, ConfigError) as exc:
         print(f"backfill sandbox: {exc}", file=sys.stderr)

@@ -15,8 +15,11 @@ The per-provider maps (``latency_ms``, ``error_rate``, ``timeout_rate``,
 ``openlibrary_rate_identified`` / ``openlibrary_rate_anonymous`` (requests per
 second per User-Agent: 3 when it names a contact, "@" or "http", else 1, as Open
 Library asks), ``googlebooks_keyless_daily_limit`` (calls a day without ``key=``,
-shared; None: unlimited). ``trap_placement`` ("tail" or "head") says where the
-month's trap books sit in the generators' lists (see
+shared; None: unlimited). ``rate_clock_offset_seconds`` and ``rate_jitter_ms``
+put ISBNdb's and Open Library's per-second windows on a clock out of step with
+ours and delay each request a random 0..N ms before it is admitted (see
+:meth:`backfill.sandbox.state.SandboxState.rate_second`). ``trap_placement``
+("tail" or "head") says where the month's trap books sit in the generators' lists (see
 :func:`backfill.sandbox.catalogue.month_catalogue`).
 """
 
@@ -100,6 +103,11 @@ class SandboxConfig(BaseModel):
     # The per-second refusal's message: API Gateway's throttle answer, or the
     # "Limit Exceeded" ISBNdb's documentation gives for any request limit.
     isbndb_rate_message: Literal["Too Many Requests", "Limit Exceeded"] = "Too Many Requests"
+    # ISBNdb's and Open Library's rate windows on a clock this far ahead of ours
+    # (their seconds start at another instant), and a random 0..N ms delay before a
+    # request is admitted and counted (the network's jitter).
+    rate_clock_offset_seconds: float = Field(default=0.0, ge=-86_400, le=86_400)
+    rate_jitter_ms: int = Field(default=0, ge=0, le=10_000)
     openlibrary_rate_identified: int = Field(default=3, ge=1)
     openlibrary_rate_anonymous: int = Field(default=1, ge=1)
     googlebooks_keyless_daily_limit: int | None = Field(default=1000, ge=0)  # None: unlimited

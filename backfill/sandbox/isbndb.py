@@ -12,9 +12,10 @@
 The key goes in a plain ``Authorization: <key>`` header: missing -> 401
 ``{"message": "Unauthorized"}``; a ``Bearer`` token or a refused key -> 403 (the
 API's authorizer denies it). A query-string key does not count, as the docs warn.
-Limits: the request rate (``isbndb_rate_per_second``, 429 "Too Many Requests")
-and the day's calls (``isbndb_daily_limit`` or ``quota_exhausted.isbndb``; see
-:func:`backfill.sandbox.errors.isbndb_daily_quota`).
+Limits: the request rate (``isbndb_rate_per_second``, 429 "Too Many Requests",
+per second of a clock ``rate_clock_offset_seconds`` out of step with ours, after
+``rate_jitter_ms`` of network jitter) and the day's calls (``isbndb_daily_limit``
+or ``quota_exhausted.isbndb``; see :func:`backfill.sandbox.errors.isbndb_daily_quota`).
 """
 
 from __future__ import annotations

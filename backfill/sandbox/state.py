@@ -6,6 +6,7 @@ happens under one lock, so counts stay exact under concurrent requests.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -105,6 +106,20 @@ class SandboxState:
             self._fail_used[(month, provider)] += 1
             return spec.status
 
+    # -- rate windows on the API's clock
+
+    def rate_second(self) -> int:
+        """The API's current second for its rate window, after the network's jitter.
+
+        Sleeps a random ``0..rate_jitter_ms`` first (the request is admitted and
+        counted when it arrives), then reads the wall clock shifted by
+        ``rate_clock_offset_seconds`` (the API's windows need not start when ours do).
+        """
+        config = self._config
+        if config.rate_jitter_ms > 0:
+            self.sleep(random.uniform(0.0, config.rate_jitter_ms / 1000))
+        return math.floor(time.time() + config.rate_clock_offset_seconds)
+
     # -- ISBNdb limits
 
     def isbndb_arrival(self) -> None:
@@ -122,6 +137,7 @@ class SandboxState:
         An admitted request counts against the day (which rolls over at UTC midnight).
         """
         config = self._config
+        second = self.rate_second()
         with self._lock:
             today = datetime.now(UTC).date().isoformat()
             if today != self._isbndb_day:
@@ -131,7 +147,6 @@ class SandboxState:
                 limit is not None and self._isbndb_day_used >= limit
             ):
                 return "daily"
-            second = int(time.time())
             if second != self._admitted_second:
                 self._admitted_second, self._admitted = second, 0
             if self._admitted >= config.isbndb_rate_per_second:
@@ -155,7 +170,7 @@ class SandboxState:
         limit = (
             config.openlibrary_rate_identified if identified else config.openlibrary_rate_anonymous
         )
-        second = int(time.time())
+        second = self.rate_second()
         with self._lock:
             start, used = self._ol_window.get(user_agent, (second, 0))
             if start != second:
