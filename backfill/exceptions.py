@@ -26,6 +26,29 @@ class MonthNotClaimable(BackfillError):
     """The month is completed, or another job holds a live lease on it."""
 
 
+class MonthClosed(MonthNotClaimable):
+    """Not claimable, and the refusal itself changed the month (e.g. its last retry
+    went to a worker lost mid-month: now ``failed``): the caller commits, never
+    rolls back, so the row and the log agree."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AttemptInterrupted(BackfillError):
+    """An attempt was cut short by the infrastructure (the database went away), not
+    by the month's own work. ``job_id`` is the claim to come back to; ``attempt_id``
+    the attempt this delivery started (None: it never started one), which the
+    task's retry closes as ``deferred`` without spending the month's budget."""
+
+    def __init__(self, job_id: str | None, attempt_id: int | None, cause: BaseException) -> None:
+        super().__init__(f"interrupted by an infrastructure error: {cause!r}"[:500])
+        self.job_id = job_id
+        self.attempt_id = attempt_id
+        self.cause = cause
+
+
 class ProviderError(BackfillError):
     """An external API failed in a way worth retrying later (5xx, timeout, bad JSON)."""
 

@@ -4,10 +4,21 @@
                                         --> retry  (failures < max; Celery retries it)
                                         --> failed (failures = max; last error kept)
                                         --> pending/retry + not_before
-                                            (quota spent: deferred, no retry spent)
+                                            (quota spent, or the publish failed:
+                                             deferred, no retry spent)
 Every transition is one UPDATE on a locked row plus a ``month_attempts`` row,
-so the history tells what happened to every attempt. Functions take a session
-and do not commit.
+so the history tells what happened to every attempt; no attempt stays
+``running`` once its month moved on. Functions take a session and do not
+commit; one that refuses *and* changes the month raises :class:`MonthClosed`,
+which the caller commits.
+
+Only the month's own failures spend its budget (``retry_count``): a failed
+attempt, or a worker that died mid-month (a message redelivered after ``kill
+-9``, or a lease that expired). An infrastructure fault is not the month's: a
+failed publish, and an attempt its own delivery gave up on because the
+database went away (the task retries with ``interrupted_attempt`` and
+:func:`begin` closes that attempt ``deferred``), or that Celery terminated
+after losing the broker (:func:`close_cancelled`), spend nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +29,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backfill.config import Settings, get_settings
-from backfill.exceptions import MonthNotClaimable, MonthNotFound, QuotaExhausted
+from backfill.exceptions import MonthClosed, MonthNotClaimable, MonthNotFound, QuotaExhausted
 from backfill.models import BackfillLog, MonthAttempt
 
 if TYPE_CHECKING:
@@ -30,6 +41,10 @@ if TYPE_CHECKING:
 
 # Namespace of the advisory locks that say "a worker is processing this month".
 LOCK_NAMESPACE = 7_301
+# A month whose message the broker did not take waits at most this long (and at
+# least two beats) before a scheduler run claims it again.
+PUBLISH_RETRY_MAX_SECONDS = 60.0
+LOST_ERROR = "lease expired: the worker processing it was lost"
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,12 @@ def lock_for_manual_claim(session: Session, year: int, month: int) -> BackfillLo
     return row
 
 
+def out_of_budget(row: BackfillLog, settings: Settings) -> bool:
+    """No retry left: ``failed``, or a ``pending``/``retry`` month whose failures
+    reach ``BACKFILL_MAX_RETRIES`` (the limit was lowered since)."""
+    return row.status == "failed" or (row.retry_count or 0) >= settings.max_retries
+
+
 def claim(
     session: Session,
     row: BackfillLog,
@@ -96,7 +117,8 @@ def claim(
     reset_budget: bool = False,
     job_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Mark a locked row ``processing`` under a fresh job id and lease."""
+    """Mark a locked row ``processing`` under a fresh job id and lease (the
+    caller closes the attempts of a lost claim first: :func:`take_back_lost`)."""
     job_id = job_id or uuid.uuid4()
     if reset_budget:
         row.retry_count = 0
@@ -153,22 +175,64 @@ def _count_failure(
     return row.status
 
 
-def record_failure(
+def take_back_lost(session: Session, row: BackfillLog, settings: Settings, now: dt.datetime) -> str:
+    """A locked ``processing`` row whose lease ran out and whose worker is gone:
+    close its running attempts as ``lost`` and spend one retry; returns the
+    month's status."""
+    job_id = row.job_id  # _count_failure clears it
+    _count_failure(row, LOST_ERROR, settings, now, None)
+    _close_attempts(session, row.id, job_id, "lost", LOST_ERROR)
+    return row.status
+
+
+def defer_publish(
     session: Session,
     row: BackfillLog,
     job_id: uuid.UUID,
     error: str,
     settings: Settings,
-    retry_at: dt.datetime | None,
 ) -> str:
-    """A claim that failed before any worker ran it (e.g. its publish failed)."""
+    """A claim whose message the broker did not take: the broker's fault, not the
+    month's. Back to ``pending``/``retry`` for a short while (no retry spent), its
+    attempt closed ``deferred`` with the error; returns the month's status."""
     session.refresh(row, with_for_update=True)
     if row.job_id != job_id:
         return row.status
-    status = _count_failure(row, error, settings, db_now(session), retry_at)
-    _close_attempts(session, row.id, job_id, status, error)
+    wait = min(max(2 * settings.beat_interval_seconds, 1.0), PUBLISH_RETRY_MAX_SECONDS)
+    row.status = "retry" if row.retry_count else "pending"
+    row.not_before = db_now(session) + dt.timedelta(seconds=wait)
+    row.job_id = None
+    row.lease_expires_at = None
+    row.error_message = error[:2000]
+    _close_attempts(session, row.id, job_id, "deferred", error[:2000])
     session.flush()
-    return status
+    return row.status
+
+
+def settle_spent(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
+    """Mark ``failed`` the ``pending``/``retry`` months with no retry left (after
+    ``BACKFILL_MAX_RETRIES`` was lowered) that nothing holds: they are failed in
+    all but name, and only ``force_retry`` or an operator's retry (a fresh
+    budget) takes them again."""
+    rows = session.scalars(
+        select(BackfillLog)
+        .where(
+            BackfillLog.status.in_(("pending", "retry")),
+            BackfillLog.retry_count >= settings.max_retries,
+            BackfillLog.retry_count > 0,
+            or_(BackfillLog.lease_expires_at.is_(None), BackfillLog.lease_expires_at <= now),
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        row.status = "failed"
+        row.job_id = None
+        row.lease_expires_at = None
+        row.not_before = None
+        note = f"retry budget spent ({row.retry_count} of {settings.max_retries})"
+        row.error_message = f"{row.error_message}; {note}" if row.error_message else note
+    session.flush()
+    return [row.label for row in rows]
 
 
 def reap_expired_leases(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
@@ -185,12 +249,7 @@ def reap_expired_leases(session: Session, settings: Settings, now: dt.datetime) 
         free = session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_NAMESPACE, row.id)))
         if not free:
             continue
-        job_id = row.job_id
-        status = _count_failure(
-            row, "lease expired: the worker processing it was lost", settings, now, None
-        )
-        _close_attempts(session, row.id, job_id, "lost", row.error_message)
-        reaped.append(f"{row.label}:{status}")
+        reaped.append(f"{row.label}:{take_back_lost(session, row, settings, now)}")
     session.flush()
     return reaped
 
@@ -227,9 +286,18 @@ def begin(
     job_id: uuid.UUID | None,
     worker: str | None,
     settings: Settings | None = None,
+    interrupted_attempt: int | None = None,
 ) -> Claim:
     """Start an attempt: check the month is ours (or claim it, by hand) and
-    record the attempt. The caller holds the month's advisory lock."""
+    record the attempt. The caller holds the month's advisory lock.
+
+    ``interrupted_attempt``: this job's own earlier delivery started that
+    attempt and gave up on it after an infrastructure error (the task retried
+    itself): an attempt of the job still ``running`` up to that id is closed
+    ``deferred``, no retry spent. Any other attempt of the job still
+    ``running`` belonged to a worker that died mid-month (the message came
+    back): one failure. Raises :class:`MonthClosed` when that spent the last
+    retry (commit it), :class:`MonthNotClaimable` when nothing changed."""
     settings = settings or get_settings()
     row = get(session, year, month, lock=True)
     now = db_now(session)
@@ -247,13 +315,25 @@ def begin(
             .order_by(MonthAttempt.id.desc())
         )
         if attempt is not None and attempt.worker is not None:
-            # Delivered before and never finished: that worker died mid-month.
-            status = _count_failure(row, "worker lost mid-month (redelivered)", settings, now, None)
-            _close_attempts(session, row.id, job_id, "lost", row.error_message)
+            if interrupted_attempt is not None and attempt.id <= interrupted_attempt:
+                # Our own earlier delivery, cut short by the infrastructure.
+                _close_attempts(
+                    session,
+                    row.id,
+                    job_id,
+                    "deferred",
+                    "interrupted: the database went away; the job's retry took over",
+                )
+            else:
+                # Delivered before and never finished: that worker died mid-month.
+                status = _count_failure(
+                    row, "worker lost mid-month (redelivered)", settings, now, None
+                )
+                _close_attempts(session, row.id, job_id, "lost", row.error_message)
+                if status == "failed":
+                    session.flush()
+                    raise MonthClosed(f"{row.label} failed: retry budget spent", status)
             attempt = None
-            if status == "failed":
-                session.flush()
-                raise MonthNotClaimable(f"{row.label} failed: retry budget spent")
             claim(session, row, settings, now, job_id=job_id)
         elif attempt is None:
             claim(session, row, settings, now, job_id=job_id)  # a Celery retry of this job
@@ -267,10 +347,10 @@ def begin(
         if job_id is not None and row.status == "failed":
             raise MonthNotClaimable(f"{row.label} has failed; retry it explicitly")
         if row.status == "processing":  # an expired claim of a lost job
-            _count_failure(
-                row, "lease expired: the worker processing it was lost", settings, now, None
-            )
-            _close_attempts(session, row.id, row.job_id, "lost", row.error_message)
+            status = take_back_lost(session, row, settings, now)
+            if job_id is not None and status == "failed":
+                session.flush()
+                raise MonthClosed(f"{row.label} failed: retry budget spent", status)
         claim(session, row, settings, now, reset_budget=job_id is None, job_id=job_id)
     if attempt is None:
         attempt = session.scalars(
@@ -297,6 +377,29 @@ def begin(
     )
 
 
+def close_cancelled(session: Session, year: int, month: int, job_id: uuid.UUID, reason: str) -> int:
+    """Celery terminated this job's running attempt itself (the worker lost the
+    broker and cancels what it can no longer acknowledge): close it ``deferred``,
+    keeping the claim, so the redelivered message takes over without spending a
+    retry. Returns the attempts closed."""
+    row = session.scalar(
+        select(BackfillLog).where(BackfillLog.year == year, BackfillLog.month == month)
+    )
+    if row is None or row.job_id != job_id or row.status != "processing":
+        return 0
+    result = session.execute(
+        update(MonthAttempt)
+        .where(
+            MonthAttempt.backfill_id == row.id,
+            MonthAttempt.job_id == job_id,
+            MonthAttempt.outcome == "running",
+            MonthAttempt.worker.is_not(None),
+        )
+        .values(outcome="deferred", error=reason[:2000], finished_at=func.clock_timestamp())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def renew_lease(session: Session, claim_: Claim, settings: Settings) -> bool:
     """Push the lease forward while a long month works; False if it was taken back."""
     result = session.execute(
@@ -314,13 +417,9 @@ def renew_lease(session: Session, claim_: Claim, settings: Settings) -> bool:
 
 
 def _record_attempt(attempt: MonthAttempt, stats: AttemptStats) -> None:
-    # The month's own *_calls counters are charged call by call, in the ledger's
-    # transaction (quota.charging), so they stay exact even for killed attempts.
-    attempt.gemini_calls = stats.gemini_calls
-    attempt.xai_calls = stats.xai_calls
-    attempt.isbndb_calls = stats.isbndb_calls
-    attempt.openlibrary_calls = stats.openlibrary_calls
-    attempt.googlebooks_calls = stats.googlebooks_calls
+    # The *_calls counters of the month and of the attempt are charged call by
+    # call, in the ledger's transaction (quota.charging), so they stay exact even
+    # for killed attempts: they are not written here.
     attempt.generators_reused = stats.generators_reused
     attempt.tokens_in = stats.tokens_in
     attempt.tokens_out = stats.tokens_out
@@ -387,6 +486,15 @@ def defer(session: Session, claim_: Claim, exc: QuotaExhausted, stats: AttemptSt
     session.flush()
 
 
+def close_for_operator(session: Session, row: BackfillLog, why: str) -> None:
+    """Before an operator's retry or reopen of a locked row with no live lease:
+    close whatever its claim left open (a lost job's ``running`` attempts, or the
+    attempts of a job waiting for its Celery retry), so none stays ``running``
+    once the month moves on. No retry is spent: the operator resets the budget."""
+    if row.job_id is not None:
+        _close_attempts(session, row.id, row.job_id, "lost", f"{LOST_ERROR}; {why}")
+
+
 def refuse_stale(session: Session, year: int, month: int, job_id: uuid.UUID | None) -> None:
     """Close the attempt row of a message that was refused (no state change otherwise)."""
     if job_id is None:
@@ -421,8 +529,7 @@ def reopen(session: Session, year: int, month: int) -> BackfillLog:
         raise MonthNotClaimable(
             f"{row.label} is being processed by job {row.job_id} until {row.lease_expires_at}"
         )
-    if row.status == "processing":  # a lost job: close its attempt
-        _close_attempts(session, row.id, row.job_id, "lost", "month reopened by the operator")
+    close_for_operator(session, row, "month reopened by the operator")
     row.status = "pending"
     row.retry_count = 0
     row.completed_at = None

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backfill import candidates
@@ -203,6 +204,8 @@ def generate(
             except (ProviderError, QuotaExhausted) as exc:
                 log.warning("%04d-%02d: %s", year, month, exc)
                 errors.append(exc)
+            except DBAPIError:
+                raise  # the database, not the generator: the runner defers, spends nothing
             except Exception as exc:  # an answer shape no parser foresaw: that generator only
                 log.warning("%04d-%02d: %s answered oddly: %r", year, month, client.name, exc)
                 errors.append(ProviderError(client.name, f"malformed answer: {exc!r}"[:300]))

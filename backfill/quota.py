@@ -253,9 +253,7 @@ def _spent(conn: Connection, provider: str, start: dt.datetime, limits: Limits) 
     ).first()
     used = int(row.calls) if row else 0
     if row is not None and row.exhausted and used < limits.daily:
-        return (
-            f"daily quota reached (the API said so; the ledger counts {used} of {limits.daily})"
-        )
+        return f"daily quota reached (the API said so; the ledger counts {used} of {limits.daily})"
     return f"daily budget of {limits.daily} spent (global ledger)"
 
 

@@ -4,10 +4,15 @@
 month's advisory lock (so no two deliveries ever work on a month at once),
 starts an attempt, runs the pipeline, and records the outcome. It returns an
 :class:`Outcome` that the task maps to an acknowledgement or a Celery retry.
+
+A database that goes away mid-attempt is not the month's failure: nothing is
+recorded against it, and :class:`~backfill.exceptions.AttemptInterrupted` tells
+the task which attempt its retry closes as ``deferred``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -15,12 +20,20 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from backfill import handoff, months, pipeline, quota
 from backfill.config import Settings, get_settings
 from backfill.db import get_engine, session_factory
-from backfill.exceptions import MonthNotClaimable, MonthNotFound, QuotaExhausted
+from backfill.exceptions import (
+    AttemptInterrupted,
+    MonthClosed,
+    MonthNotClaimable,
+    MonthNotFound,
+    QuotaExhausted,
+)
 from backfill.logs import bind, log_context
 
 log = logging.getLogger(__name__)
@@ -49,12 +62,32 @@ def _error_text(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:2000]
 
 
+def infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the database being unreachable -- a
+    fault of the infrastructure, never of the month being worked on."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OperationalError | InterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _keep_partial_work(session: Session) -> None:
     """Commit books and lookups stored before the failure (idempotent upserts)
     so a retry does not pay for the same API calls again."""
     try:
         session.commit()
     except Exception:
+        session.rollback()
+
+
+def _rollback_quietly(session: Session) -> None:
+    with contextlib.suppress(Exception):  # the connection is gone already
         session.rollback()
 
 
@@ -85,8 +118,14 @@ def process(
     batch_size: int | None = None,
     worker: str | None = None,
     settings: Settings | None = None,
+    interrupted_attempt: int | None = None,
 ) -> Outcome:
-    """Process one month; never raises for the month's own failures."""
+    """Process one month; never raises for the month's own failures.
+
+    Raises :class:`AttemptInterrupted` when the database went away after the
+    attempt was begun, and SQLAlchemy's error when it was unreachable before;
+    ``interrupted_attempt`` is the attempt an earlier delivery of this job gave
+    up on that way (see :func:`backfill.months.begin`)."""
     settings = settings or get_settings()
     job = uuid.UUID(str(job_id)) if job_id else None
     label = f"{year:04d}-{month:02d}"
@@ -111,10 +150,22 @@ def process(
             log.info("another delivery is processing %s right now", label)
             return Outcome("busy", f"{label} is being processed elsewhere")
         try:
-            return _attempt(session, year, month, job, batch_size, worker, settings)
+            return _attempt(
+                session, year, month, job, batch_size, worker, settings, interrupted_attempt
+            )
         finally:
             session.close()
-            months.unlock(conn, row_id)
+            _unlock(conn, row_id)
+
+
+def _unlock(conn: Connection, row_id: int) -> None:
+    """Release the month's lock; on a connection the database dropped it is gone
+    already, and the error must not hide the one being raised."""
+    try:
+        months.unlock(conn, row_id)
+    except DBAPIError as exc:
+        log.warning("could not release the month's lock (%s); closing the connection", exc)
+        conn.invalidate()  # the session-level lock dies with the connection
 
 
 def _attempt(
@@ -125,22 +176,51 @@ def _attempt(
     batch_size: int | None,
     worker: str | None,
     settings: Settings,
+    interrupted_attempt: int | None,
 ) -> Outcome:
+    begun: months.Claim | None = None
     try:
-        claim = months.begin(session, year, month, job, worker, settings)
+        begun = months.begin(session, year, month, job, worker, settings, interrupted_attempt)
         session.commit()
+    except MonthClosed as exc:
+        session.commit()  # the refusal changed the month (e.g. failed): keep it
+        log.warning("refused: %s", exc)
+        return Outcome(exc.status, str(exc))
     except MonthNotClaimable as exc:
         session.rollback()
         months.refuse_stale(session, year, month, job)
         session.commit()
         log.warning("refused: %s", exc)
         return Outcome("refused", str(exc))
+    except Exception as exc:
+        if begun is not None and infrastructure_error(exc):
+            # The commit may or may not have landed: name the attempt either way.
+            raise AttemptInterrupted(str(begun.job_id), begun.attempt_id, exc) from exc
+        raise
+    claim = begun
+    try:
+        return _run(session, claim, year, month, batch_size, settings)
+    except Exception as exc:
+        if infrastructure_error(exc):
+            log.warning("attempt %d interrupted, database unreachable: %s", claim.attempt, exc)
+            raise AttemptInterrupted(str(claim.job_id), claim.attempt_id, exc) from exc
+        raise
+
+
+def _run(
+    session: Session,
+    claim: months.Claim,
+    year: int,
+    month: int,
+    batch_size: int | None,
+    settings: Settings,
+) -> Outcome:
     bind(job_id=str(claim.job_id), attempt=claim.attempt)
     log.info("attempt %d started (%d failures so far)", claim.attempt, claim.retry_count)
     stats = pipeline.AttemptStats()
     started = time.monotonic()
     try:
-        with quota.charging(claim.row_id):
+        with quota.charging(claim.row_id, claim.attempt_id):
             pipeline.run_month(
                 session,
                 year=year,
@@ -162,6 +242,9 @@ def _attempt(
         log.warning("deferred until %s: %s", exc.resets_at.isoformat(), exc)
         return Outcome("deferred", str(exc), stats=stats)
     except Exception as exc:
+        if infrastructure_error(exc):
+            _rollback_quietly(session)
+            raise  # not the month's failure: nothing is recorded against it
         _keep_partial_work(session)
         countdown = backoff(claim.retry_count + 1, settings)
         retry_at = months.db_now(session) + dt.timedelta(seconds=countdown)

@@ -9,7 +9,12 @@ Unlike other service functions it owns that commit, because publishing must
 follow it; a crash between the two is healed by the lease. Everything the
 caller reports (the months, the totals by status) is read before publishing,
 so once the claims are committed nothing afterwards can fail the run: a
-database error after the publish is logged and healed by the lease.
+database error after the publish is logged and healed by the lease. A publish
+the broker did not confirm defers its month for a moment (no retry spent: the
+broker's fault, not the month's).
+
+A dry run answers what a real run would do now: nothing while paused or while
+a quota every month needs is spent (``paused``, ``blocked_until`` say why).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -98,7 +103,21 @@ class ScheduleResult:
     # months per status, read in the claim's transaction (see schedule())
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     reaped: list[str] = field(default_factory=list)
+    # providers whose spent quota stops every month, until when (ISO): nothing is
+    # claimed (or, in a dry run, listed) while this is not empty
     blocked_until: dict[str, str] = field(default_factory=dict)
+    # months found out of budget (BACKFILL_MAX_RETRIES lowered) and marked failed
+    settled: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str | None:
+        """Why nothing is (or would be) claimed, if that is why: paused, or quota."""
+        if self.paused:
+            return "paused"
+        if self.blocked_until:
+            spent = ", ".join(f"{p} until {t}" for p, t in sorted(self.blocked_until.items()))
+            return f"quota spent: {spent}"
+        return None
 
     @property
     def dispatched(self) -> list[MonthInfo]:
@@ -186,7 +205,9 @@ def candidates_query(
 ) -> Any:
     """The candidate months, newest first. Without ``force_retry`` the status
     predicate is the literal one of ``idx_backfill_log_pending`` so the planner
-    can use that partial index."""
+    can use that partial index. ``force_retry`` adds the months out of budget
+    (failed, or retry_count at ``BACKFILL_MAX_RETRIES``), which a claim gives a
+    fresh budget."""
     lo, hi = _year_bounds(year_range, settings)
     # A month is settled once ``settle_months`` whole months have begun since.
     cutoff = now.year * 12 + now.month - settings.settle_months
@@ -197,15 +218,7 @@ def candidates_query(
         BackfillLog.year * 12 + BackfillLog.month <= cutoff,
     )
     if force_retry:
-        query = query.where(
-            or_(
-                BackfillLog.status == "failed",
-                and_(
-                    text("status IN ('pending', 'retry')"),
-                    BackfillLog.retry_count < settings.max_retries,
-                ),
-            )
-        )
+        query = query.where(text("status IN ('pending', 'retry', 'failed')"))
     else:
         query = query.where(
             text("status IN ('pending', 'retry')"), BackfillLog.retry_count < settings.max_retries
@@ -257,24 +270,32 @@ def schedule(
     query = candidates_query(settings, now, year_range, force_retry, batch_size)
 
     if dry_run:
-        # What a real run would take, lost months included: reap their expired
-        # leases inside a savepoint, read the candidates, roll it all back.
+        # What a real run would take, lost months included: nothing while paused
+        # or blocked; else reap expired leases inside a savepoint, read the
+        # candidates, roll it all back.
+        result.totals = status_totals(session)
+        if result.paused:
+            return result
+        blocked = months.blocked_until(session, settings)
+        result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
         savepoint = session.begin_nested()
         try:
             months.reap_expired_leases(session, settings, now)
-            result.months = [MonthInfo.of(row) for row in session.scalars(query)]
+            months.settle_spent(session, settings, now)
+            found = [MonthInfo.of(row) for row in session.scalars(query)]
         finally:
             savepoint.rollback()
-        result.blocked_until = {
-            k: v.isoformat() for k, v in months.blocked_until(session, settings).items()
-        }
-        result.totals = status_totals(session)
+        if blocked:
+            result.skipped = len(found)
+        else:
+            result.months = found
         return result
     if result.paused:
         result.totals = status_totals(session)
         return result
 
     result.reaped = months.reap_expired_leases(session, settings, now)
+    result.settled = months.settle_spent(session, settings, now)
     blocked = months.blocked_until(session, settings)
     if blocked:
         result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
@@ -288,7 +309,8 @@ def schedule(
     messages: list[MonthMessage] = []
     for row in claimed:
         _dispatching(row, now)
-        job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
+        fresh = months.out_of_budget(row, settings)
+        job_id = months.claim(session, row, settings, now, reset_budget=fresh)
         messages.append(MonthMessage(job_id, row.year, row.month, row.batch_size))
     # Read in the claim's transaction (the claims flushed), before any publish:
     # a request whose claims committed must not fail on a read afterwards.
@@ -312,7 +334,7 @@ def schedule(
         i, row = by_job[job_id]
         result.errors.append({"year": row.year, "month": row.month, "error": error})
         try:
-            status = months.record_failure(session, row, job_id, error, settings, retry_at=None)
+            status = months.defer_publish(session, row, job_id, error, settings)
             session.commit()
         except SQLAlchemyError as exc:  # still claimed: its lease takes it back later
             session.rollback()
@@ -334,19 +356,23 @@ def dispatch_month(
     publisher: Publisher | None = None,
     settings: Settings | None = None,
 ) -> MonthInfo:
-    """Claim one month by hand (any state but completed or live-leased) and publish it."""
+    """Claim one month by hand (any state but completed or live-leased) and publish it
+    (a month out of budget gets a fresh one; a lost claim's attempt is closed first)."""
     settings = settings or get_settings()
     if batch_size is not None:
         check_batch_size(batch_size)
     row = months.lock_for_manual_claim(session, year, month)
     now = months.db_now(session)
+    if row.status == "processing":  # its lease ran out: the worker was lost
+        months.take_back_lost(session, row, settings, now)
     _dispatching(row, now)
-    job_id = months.claim(session, row, settings, now, reset_budget=row.status == "failed")
+    fresh = months.out_of_budget(row, settings)
+    job_id = months.claim(session, row, settings, now, reset_budget=fresh)
     size = batch_size or row.batch_size
     session.commit()
     errors = (publisher or CeleryPublisher()).publish([MonthMessage(job_id, year, month, size)])
     if errors:
-        months.record_failure(session, row, job_id, errors[job_id], settings, retry_at=None)
+        months.defer_publish(session, row, job_id, errors[job_id], settings)
         session.commit()
     return MonthInfo.of(row)
 
@@ -357,6 +383,7 @@ def retry_month(session: Session, year: int, month: int) -> BackfillLog:
     row = months.lock_for_manual_claim(session, year, month)
     if row.status == "pending":
         raise MonthNotClaimable(f"{row.label} is already pending: the next schedule run takes it")
+    months.close_for_operator(session, row, "retried by the operator")
     row.status = "pending"
     row.retry_count = 0
     row.not_before = None

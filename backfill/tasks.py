@@ -9,6 +9,14 @@
 * ``backfill.reresolve`` -- open candidates through the resolution chain again
   (no LLM call); beat runs it daily, the API and the CLI on demand.
 
+Only the month's own failures spend its budget. When the database goes away
+mid-attempt the task retries itself shortly, naming the attempt it gave up on
+(``interrupted_attempt``), and the retry closes that attempt ``deferred``; when
+Celery terminates a running month because the worker lost the broker, the
+worker's main process closes the attempt ``deferred`` (:meth:`MonthTask.on_retry`)
+before the message comes back. Only a message redelivered because its worker
+died (``kill -9``) finds its attempt still ``running`` and counts it as lost.
+
 By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``,
 ``celery -A backfill call backfill.schedule`` and ``celery -A backfill call
 backfill.reresolve --kwargs='{"month": "2024-05", "older_than_days": 7}'``.
@@ -19,17 +27,19 @@ line naming it, and nothing changes.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from backfill import handoff, rework, runner, scheduler
+from backfill import handoff, months, rework, runner, scheduler
 from backfill.broker import RERESOLVE
 from backfill.celery import app
 from backfill.config import get_settings
-from backfill.db import unit_of_work
-from backfill.exceptions import InvalidInput
+from backfill.db import transaction, unit_of_work
+from backfill.exceptions import AttemptInterrupted, InvalidInput
 from backfill.task_args import month_task_args, reresolve_task_args
 
 log = logging.getLogger(__name__)
@@ -73,12 +83,13 @@ def schedule_task(
         "errors": len(result.errors),  # a count, as in the API's execution_summary
         "execution_errors": result.errors,
         "reaped": result.reaped,
+        "settled": result.settled,
         "paused": result.paused,
         "blocked_until": result.blocked_until,
     }
     if not dry_run:
         summary["handoff"] = _sweep_handoffs()
-    if result.triggered or result.errors or result.reaped:
+    if result.triggered or result.errors or result.reaped or result.settled:
         log.info("schedule: %s", summary)
     return summary
 
@@ -96,8 +107,58 @@ def _sweep_handoffs() -> dict[str, Any]:
     return {"sent": done.sent, "failed": done.failed}
 
 
+class MonthTask(Task):
+    """``backfill.process_month``'s class: it hears when Celery itself cancels a run."""
+
+    def on_retry(
+        self,
+        exc: Exception,
+        task_id: str,
+        args: Any,
+        kwargs: Any,
+        einfo: Any,
+    ) -> None:
+        # A retry the task asked for runs this in the pool process with einfo set.
+        # Celery calls it with einfo None, in the worker's main process, when it
+        # terminates an unacknowledged late-ack task after losing the broker
+        # (worker_cancel_long_running_tasks_on_connection_loss): the worker is
+        # alive and the database is up, so say so on the attempt before the
+        # message comes back.
+        if einfo is None and isinstance(exc, Retry):
+            release_cancelled(args, kwargs, str(exc.message or exc))
+
+
+def release_cancelled(args: Any, kwargs: Any, reason: str) -> int:
+    """Close the running attempt of a month run Celery cancelled (see
+    :meth:`MonthTask.on_retry`) as ``deferred``; never raises. Returns how many."""
+    try:
+        values = dict(zip(("year", "month", "job_id", "batch_size"), args or (), strict=False))
+        values.update(kwargs or {})
+        year, month, _, job_id = month_task_args(
+            values.get("year"), values.get("month"), values.get("batch_size"), values.get("job_id")
+        )
+        if job_id is None:  # typed by hand without a job: nothing to tell it by
+            return 0
+        with transaction() as session:
+            closed = months.close_cancelled(
+                session,
+                year,
+                month,
+                uuid.UUID(job_id),
+                f"terminated by Celery ({reason}): the worker lost the broker; not the month's"
+                " failure",
+            )
+    except Exception as exc:  # the redelivery then counts it as lost: no worse than before
+        log.warning("could not record a cancelled month run: %r", exc)
+        return 0
+    if closed:
+        log.warning("%04d-%02d: run cancelled by Celery, attempt closed as deferred", year, month)
+    return closed
+
+
 @app.task(
     name="backfill.process_month",
+    base=MonthTask,
     bind=True,
     ignore_result=True,
     acks_late=True,
@@ -113,16 +174,50 @@ def process_month(
     month: int,
     job_id: str | None = None,
     batch_size: int | None = None,
+    interrupted_attempt: int | None = None,
 ) -> str:
-    """Process one month; failed attempts retry with backoff until the budget is spent."""
+    """Process one month; failed attempts retry with backoff until the budget is spent.
+
+    ``interrupted_attempt`` is set only by this task's own retry after the
+    database went away mid-attempt (see the module's note)."""
     try:
         year, month, batch_size, job_id = month_task_args(year, month, batch_size, job_id)
+        if interrupted_attempt is not None and (
+            not isinstance(interrupted_attempt, int)
+            or isinstance(interrupted_attempt, bool)
+            or interrupted_attempt < 1
+        ):
+            raise InvalidInput("interrupted_attempt", "must be a positive attempt id")
     except InvalidInput as exc:
         # A message typed by hand: refused before anything is read or written.
         log.warning("backfill.process_month refused: %s", exc)
         return "refused"
     try:
-        outcome = runner.process(year, month, job_id, batch_size, worker=self.request.hostname)
+        outcome = runner.process(
+            year,
+            month,
+            job_id,
+            batch_size,
+            worker=self.request.hostname,
+            interrupted_attempt=interrupted_attempt,
+        )
+    except AttemptInterrupted as exc:
+        # The infrastructure's fault, not the month's: come back to the same claim
+        # and attempt, which the retry closes as deferred (no retry spent).
+        log.warning("database unreachable mid-attempt, retrying in %ss: %s", DB_RETRY_SECONDS, exc)
+        kwargs = {
+            "year": year,
+            "month": month,
+            "job_id": exc.job_id,
+            "batch_size": batch_size,
+            "interrupted_attempt": exc.attempt_id,
+        }
+        raise self.retry(
+            args=(),
+            kwargs=kwargs,
+            countdown=DB_RETRY_SECONDS,
+            max_retries=_retry_limit(self),
+        ) from None
     except (OperationalError, DBAPIError) as exc:
         log.warning("database unreachable, retrying in %ss: %s", DB_RETRY_SECONDS, exc.orig or exc)
         raise self.retry(

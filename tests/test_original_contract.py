@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -22,11 +23,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backfill import runner, scheduler
+from backfill import months, runner, scheduler
 from backfill.broker import CeleryPublisher, MonthMessage
-from backfill.config import Settings
+from backfill.config import Settings, get_settings
 from backfill.db import get_engine, session_factory
 from backfill.models import BackfillLog, MonthAttempt
+from backfill.pipeline import AttemptStats
 from backfill.web import create_app
 from tests.brokerutil import drain
 from tests.conftest import purge_queue
@@ -207,10 +209,36 @@ def fail_publishing(session: Session, times: int) -> scheduler.ScheduleResult:
     """Schedule 2024-12 ``times`` times with a broker that takes nothing."""
     result = scheduler.ScheduleResult(dry_run=False, batch_size=1)
     for _ in range(times):
+        set_month(session, 2024, 12, not_before=None)  # its short deferral is over
         result = scheduler.schedule(
             session, batch_size=1, year_range=(2024, 2024), publisher=failing_publisher()
         )
     return result
+
+
+class Accepting:
+    """A broker that takes every message (sent nowhere: the attempt is run below)."""
+
+    def publish(self, messages: Iterable[MonthMessage]) -> dict[Any, str]:
+        return {}
+
+
+def fail_attempts(session: Session, times: int) -> None:
+    """2024-12 claimed by the scheduler and its attempt failed by the month's own
+    error (both generators down), ``times`` times."""
+    settings = get_settings()
+    for _ in range(times):
+        set_month(session, 2024, 12, not_before=None)
+        result = scheduler.schedule(
+            session, batch_size=1, year_range=(2024, 2024), publisher=Accepting()
+        )
+        (info,) = result.months
+        assert info.label == "2024-12" and info.job_id
+        claim = months.begin(session, 2024, 12, uuid.UUID(info.job_id), "worker@test", settings)
+        months.fail_attempt(
+            session, claim, "gemini+xai: no generator produced a usable list: HTTP 503",
+            AttemptStats(), settings, retry_at=None,
+        )  # fmt: skip
 
 
 def refreshed(session: Session, year: int, month: int) -> BackfillLog:
@@ -220,24 +248,37 @@ def refreshed(session: Session, year: int, month: int) -> BackfillLog:
 
 
 def test_retry_count_incremented_on_queue_send_failure(session: Session) -> None:
+    """Adapted on purpose (issue 13 §4). The original increments ``retry_count``
+    when the queue send fails, so five failed beats fail a month that never ran.
+    Here a failed publish is the broker's fault, not the month's: the month is
+    deferred for a moment (back to pending, attempt ``deferred`` with the error)
+    and spends nothing -- a deliberate change, see README "What happens when
+    things fail". What the check guards, a failure counted on the row, holds for
+    the month's own failures: each failed attempt increments ``retry_count``."""
     scheduler.seed_months(session, 2024, 2024)
+    fail_publishing(session, 2)
+    row = refreshed(session, 2024, 12)
+    assert (row.status, row.retry_count) == ("pending", 0) and row.not_before is not None
+    assert "publish failed" in (row.error_message or "")
     for attempt in (1, 2):
-        fail_publishing(session, 1)
+        fail_attempts(session, 1)
         assert refreshed(session, 2024, 12).retry_count == attempt
 
 
 def test_status_retry_when_retry_count_below_5(session: Session) -> None:
+    """Driven by failed attempts: a failed publish spends no retry (see above)."""
     scheduler.seed_months(session, 2024, 2024)
-    fail_publishing(session, 4)
+    fail_attempts(session, 4)
     row = refreshed(session, 2024, 12)
     assert (row.status, row.retry_count) == ("retry", 4) and row.last_retry_at is not None
 
 
 def test_status_failed_when_retry_count_reaches_5(session: Session) -> None:
     scheduler.seed_months(session, 2024, 2024)
-    fail_publishing(session, 5)
+    fail_attempts(session, 5)
     row = refreshed(session, 2024, 12)
     assert (row.status, row.retry_count) == ("failed", 5)
+    assert "no generator produced a usable list" in (row.error_message or "")
 
 
 def test_error_message_stored_on_failure(session: Session) -> None:
@@ -250,7 +291,7 @@ def test_error_message_stored_on_failure(session: Session) -> None:
 
 def test_failed_months_with_retry_count_5_excluded_from_candidates(session: Session) -> None:
     scheduler.seed_months(session, 2024, 2024)
-    fail_publishing(session, 5)
+    fail_attempts(session, 5)
     dry = scheduler.schedule(session, batch_size=50, dry_run=True, year_range=(2024, 2024))
     assert "2024-12" not in [m.label for m in dry.months] and len(dry.months) == 11
 
@@ -554,8 +595,10 @@ def test_execution_summary_errors_is_a_count_and_details_are_in_execution_errors
     errors = body["execution_errors"]
     assert [(e["year"], e["month"]) for e in errors] == [(2024, 12), (2024, 11)]
     assert all("publish failed" in e["error"] for e in errors)
-    assert [m["status"] for m in body["months"]] == ["retry", "retry"]
-    assert (body["total_processing"], body["total_retry"], body["total_pending"]) == (0, 2, 10)
+    # deferred, no retry spent (issue 13 §4): back to pending for a moment
+    assert [m["status"] for m in body["months"]] == ["pending", "pending"]
+    assert [m["retry_count"] for m in body["months"]] == [0, 0]
+    assert (body["total_processing"], body["total_retry"], body["total_pending"]) == (0, 0, 12)
 
 
 def test_stats_progress_has_total_isbns_queued(client: FlaskClient, session: Session) -> None:

@@ -279,23 +279,128 @@ def test_expired_lease_is_taken_back_as_one_failed_attempt(seeded: Session, publ
     assert len(published()) == 1
 
 
-def test_publish_failure_counts_against_the_retry_budget(seeded: Session) -> None:
+def test_publish_failure_defers_without_spending_a_retry(seeded: Session) -> None:
+    """A publish the broker did not take is the broker's fault (issue 13 §4): the
+    month goes back to waiting for a moment, its attempt closed ``deferred`` with
+    the error, and no retry is spent however many beats fail."""
     publisher = CeleryPublisher(broker_url="amqp://guest:guest@127.0.0.1:1//")  # nothing listens
-    for attempt in range(1, 6):
+    settings = load_settings(beat_interval_seconds=5)
+    for _ in range(6):
+        set_month(seeded, 2024, 12, not_before=None)  # as if the short wait were over
         result = scheduler.schedule(
-            seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher
+            seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher, settings=settings
         )
+        assert labels(result) == ["2024-12"]
         assert result.triggered == 0 and len(result.errors) == 1
         assert result.dispatched == [] and result.job_ids == {}
+        assert [m.status for m in result.months] == ["pending"]
         row = scheduler.get_month(seeded, 2024, 12)
         seeded.refresh(row)
-        assert row.retry_count == attempt and row.last_retry_at is not None
+        assert (row.status, row.retry_count, row.last_retry_at) == ("pending", 0, None)
         assert "publish failed" in (row.error_message or "")
-        assert row.status == ("retry" if attempt < 5 else "failed")
         assert row.job_id is None and row.lease_expires_at is None
-    # spent: the next run moves on to the next month
-    result = scheduler.schedule(seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher)
+        wait = (row.not_before - scheduler.months.db_now(seeded)).total_seconds()
+        assert 0 < wait <= 10  # two beats: the next run leaves it alone, a later one retries
+    attempts = scheduler.attempts_of(seeded, row)
+    assert [a.outcome for a in attempts] == ["deferred"] * 6
+    assert all("publish failed" in (a.error or "") for a in attempts)
+    # deferred for a moment: the next run moves on to the next month
+    result = scheduler.schedule(
+        seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher, settings=settings
+    )
     assert labels(result) == ["2024-11"]
+
+
+def test_publish_failure_of_a_retry_month_keeps_its_status_and_count(seeded: Session) -> None:
+    publisher = CeleryPublisher(broker_url="amqp://guest:guest@127.0.0.1:1//")
+    set_month(seeded, 2024, 12, status="retry", retry_count=2)
+    result = scheduler.schedule(seeded, batch_size=1, year_range=(2024, 2024), publisher=publisher)
+    assert [(m.status, m.retry_count) for m in result.months] == [("retry", 2)]
+    assert result.totals["retry"] == 1 and result.totals["processing"] == 0
+
+
+# -- BACKFILL_MAX_RETRIES lowered: a retry month at or above the new limit is failed
+
+
+def test_months_out_of_budget_after_lowering_the_limit_are_failed(
+    seeded: Session,
+    published,  # type: ignore[no-untyped-def]
+) -> None:
+    set_month(seeded, 2024, 12, status="retry", retry_count=4, error_message="xai: timeout")
+    set_month(seeded, 2024, 11, status="retry", retry_count=2)
+    set_month(seeded, 2024, 10, status="retry", retry_count=1)
+    lowered = load_settings(max_retries=2)
+    dry = scheduler.schedule(seeded, 50, dry_run=True, year_range=(2024, 2024), settings=lowered)
+    assert "2024-12" not in labels(dry) and "2024-11" not in labels(dry)
+    assert labels(dry)[0] == "2024-10"
+    forced = scheduler.schedule(
+        seeded, 3, dry_run=True, year_range=(2024, 2024), force_retry=True, settings=lowered
+    )
+    assert labels(forced) == ["2024-12", "2024-11", "2024-10"]
+    assert [m.status for m in forced.months[:2]] == ["failed", "failed"]  # shown as such
+    # a real run marks them failed (totals, stats and the API see it) and claims others
+    result = scheduler.schedule(seeded, 1, year_range=(2024, 2024), settings=lowered)
+    assert result.settled == ["2024-12", "2024-11"] and labels(result) == ["2024-10"]
+    assert result.totals["failed"] == 2
+    row = scheduler.get_month(seeded, 2024, 12)
+    seeded.refresh(row)
+    assert (row.status, row.retry_count) == ("failed", 4)
+    assert "xai: timeout" in (row.error_message or "") and "budget spent" in row.error_message
+    # force_retry takes them with a fresh budget
+    result = scheduler.schedule(
+        seeded, 2, year_range=(2024, 2024), force_retry=True, settings=lowered
+    )
+    assert labels(result) == ["2024-12", "2024-11"]
+    assert [(m.status, m.retry_count) for m in result.months] == [("processing", 0)] * 2
+    assert len(published()) == 3
+
+
+def test_force_retry_claims_a_stranded_retry_month_with_a_fresh_budget(
+    seeded: Session,
+    published,  # type: ignore[no-untyped-def]
+) -> None:
+    """Even in the same run that finds it out of budget."""
+    set_month(seeded, 2024, 12, status="retry", retry_count=3)
+    lowered = load_settings(max_retries=3)
+    result = scheduler.schedule(
+        seeded, 1, year_range=(2024, 2024), force_retry=True, settings=lowered
+    )
+    assert labels(result) == ["2024-12"]
+    assert (result.months[0].status, result.months[0].retry_count) == ("processing", 0)
+    assert len(published()) == 1
+
+
+# -- a dry run lists what a real run would claim now: nothing while paused or blocked
+
+
+def test_dry_run_while_paused_lists_nothing_and_says_why(seeded: Session) -> None:
+    scheduler.set_paused(seeded, True)
+    dry = scheduler.schedule(seeded, batch_size=5, dry_run=True)
+    assert dry.months == [] and dry.paused and dry.reason == "paused"
+    assert dry.totals["pending"] == 300
+    scheduler.set_paused(seeded, False)
+    dry = scheduler.schedule(seeded, batch_size=5, dry_run=True)
+    assert len(dry.months) == 5 and dry.reason is None
+
+
+def test_dry_run_while_a_quota_is_spent_lists_nothing_and_says_why(seeded: Session) -> None:
+    from backfill import quota
+
+    settings = load_settings()
+    start = quota.day_start(settings, scheduler.months.db_now(seeded))
+    seeded.execute(
+        text(
+            'INSERT INTO quota_usage (provider, "window", window_start, calls, exhausted)'
+            " VALUES ('isbndb', 'day', :start, :limit, false)"
+        ),
+        {"start": start, "limit": settings.isbndb_daily_limit},
+    )
+    dry = scheduler.schedule(seeded, batch_size=5, dry_run=True, settings=settings)
+    real = scheduler.schedule(seeded, batch_size=5, settings=settings)
+    assert dry.months == [] == real.months
+    assert "isbndb" in dry.blocked_until and dry.blocked_until == real.blocked_until
+    assert dry.reason is not None and dry.reason.startswith("quota spent: isbndb until ")
+    assert dry.skipped == real.skipped == 5
 
 
 def test_candidate_query_uses_the_partial_index(session: Session) -> None:

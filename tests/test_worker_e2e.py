@@ -130,8 +130,11 @@ def test_transient_failures_retry_with_counts_then_complete(stack: Any, sandbox:
     assert [a.outcome for a in attempts(stack.url, 2024, 5)] == ["retry", "retry", "completed"]
     seen = sandbox.stats()["by_month"]["2024-05"]
     assert seen["gemini"] == 2 * tries + 1 and seen["xai"] == 2 * tries + 1
-    # every call accounted for, each in-attempt try included
+    # every call accounted for, each in-attempt try included, on the month and its attempts
     assert done.gemini_calls == 2 * tries + 1 and done.xai_calls == 2 * tries + 1
+    history = attempts(stack.url, 2024, 5)
+    assert [a.gemini_calls for a in history] == [tries, tries, 1]
+    assert sum(a.isbndb_calls for a in history) == done.isbndb_calls
 
 
 def test_five_failures_end_failed_with_the_last_error(stack: Any, sandbox: Any) -> None:
@@ -189,8 +192,11 @@ def test_kill_9_mid_month_is_redone_exactly_once(stack: Any, sandbox: Any) -> No
     stack.worker(BACKFILL_LEASE_SECONDS="6")  # the unacked message comes back
     done = wait_for(stack.url, 2024, 7, {"completed", "failed"}, timeout=90)
     assert done.status == "completed", done.error_message
-    assert [a.outcome for a in attempts(stack.url, 2024, 7)] == ["lost", "completed"]
+    history = attempts(stack.url, 2024, 7)
+    assert [a.outcome for a in history] == ["lost", "completed"]
     assert done.retry_count == 1  # the lost attempt counts as one failure
+    # the killed attempt's calls are on its row too (charged as they were reserved)
+    assert sum(a.gemini_calls for a in history) == done.gemini_calls >= 1
     isbns = [b.isbn13 for b in books_of(stack.url, 2024, 7)]
     assert len(isbns) == len(set(isbns)) == done.isbns_resolved
 

@@ -60,11 +60,13 @@ def schedule(
         console.print(table)
     if result.paused:
         click.echo("paused: nothing dispatched (backfill resume)")
+    why = f" ({result.reason})" if result.reason else ""  # paused, or a spent quota
     if dry_run:
-        click.echo(f"dry run: {len(result.months)} months would be claimed")
+        click.echo(f"dry run: {len(result.months)} months would be claimed{why}")
     else:
         click.echo(
-            f"triggered {result.triggered}, skipped {result.skipped}, errors {len(result.errors)}"
+            f"triggered {result.triggered}, skipped {result.skipped},"
+            f" errors {len(result.errors)}{why}"
         )
     for err in result.errors:
         click.echo(f"  {err['year']:04d}-{err['month']:02d}: {err['error']}", err=True)

@@ -281,7 +281,8 @@ class ScheduleResponse(Response):
         default=None, description="absent in a dry run"
     )
     execution_errors: list[ScheduleError] = Field(
-        default_factory=list, description="one per month whose publish failed (its retry spent)"
+        default_factory=list,
+        description="one per month whose publish failed (deferred a moment, no retry spent)",
     )
     blocked_until: dict[str, str] = Field(
         default_factory=dict, description="providers whose daily quota is spent, until when"
