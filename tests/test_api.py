@@ -120,7 +120,9 @@ def test_stats_zero_case(client: FlaskClient) -> None:
         "total_isbns_queued": 0,
     }
     assert body["recent_activity"] == []
-    assert body["api_calls"] == {"gemini": 0, "xai": 0, "isbndb": 0}
+    assert body["api_calls"] == dict.fromkeys(
+        ("gemini", "xai", "isbndb", "openlibrary", "googlebooks"), 0
+    )
     # the keyless resolvers (Open Library, Google Books) have budgets too
     assert {"gemini", "xai", "isbndb"} <= set(body["quota_today"])
     assert body["quota_today"]["isbndb"]["used"] == 0
@@ -154,7 +156,13 @@ def test_stats_on_hand_built_rows(client: FlaskClient, session: Session) -> None
     assert body["progress"]["total_books_generated"] == 254
     assert body["progress"]["total_isbns_resolved"] == 176
     assert body["progress"]["overall_resolution_rate"] == round(176 * 100 / 254, 2)
-    assert body["api_calls"] == {"gemini": 30, "xai": 25, "isbndb": 51}
+    assert body["api_calls"] == {
+        "gemini": 30,
+        "xai": 25,
+        "isbndb": 51,
+        "openlibrary": 0,
+        "googlebooks": 0,
+    }
 
     recent = body["recent_activity"]
     assert len(recent) == 20

@@ -55,6 +55,8 @@ def month_row(row: BackfillLog) -> MonthRow:
         gemini_calls=row.gemini_calls,
         xai_calls=row.xai_calls,
         isbndb_calls=row.isbndb_calls,
+        openlibrary_calls=row.openlibrary_calls,
+        googlebooks_calls=row.googlebooks_calls,
         started_at=row.started_at,
         completed_at=row.completed_at,
         last_retry_at=row.last_retry_at,
@@ -116,10 +118,12 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
             func.coalesce(func.sum(BackfillLog.gemini_calls), 0),
             func.coalesce(func.sum(BackfillLog.xai_calls), 0),
             func.coalesce(func.sum(BackfillLog.isbndb_calls), 0),
+            func.coalesce(func.sum(BackfillLog.openlibrary_calls), 0),
+            func.coalesce(func.sum(BackfillLog.googlebooks_calls), 0),
             func.coalesce(func.sum(BackfillLog.isbns_queued), 0),
         )
     ).one()
-    months, generated, resolved, gemini, xai, isbndb, queued = (int(v) for v in totals)
+    months, generated, resolved, gemini, xai, isbndb, ol, gb, queued = (int(v) for v in totals)
     books = candidate_totals(session)
     return StatsReport(
         total_months=months,
@@ -134,7 +138,7 @@ def backfill_stats(session: Session, settings: Settings | None = None) -> StatsR
             total_isbns_queued=queued,
         ),
         recent_activity=recent_activity(session),
-        api_calls=ApiCalls(gemini=gemini, xai=xai, isbndb=isbndb),
+        api_calls=ApiCalls(gemini=gemini, xai=xai, isbndb=isbndb, openlibrary=ol, googlebooks=gb),
         quota_today={
             name: QuotaToday(**info) for name, info in quota.daily_usage(session, settings).items()
         },
@@ -183,6 +187,8 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
             gemini_calls=a.gemini_calls,
             xai_calls=a.xai_calls,
             isbndb_calls=a.isbndb_calls,
+            openlibrary_calls=a.openlibrary_calls,
+            googlebooks_calls=a.googlebooks_calls,
             tokens_in=a.tokens_in,
             tokens_out=a.tokens_out,
             books_generated=a.books_generated,

@@ -81,6 +81,8 @@ class ApiCalls(_Report):
     gemini: int = 0
     xai: int = 0
     isbndb: int = 0
+    openlibrary: int = 0
+    googlebooks: int = 0
 
 
 class QuotaToday(_Report):
@@ -121,6 +123,8 @@ class MonthRow(_Report):
     gemini_calls: int
     xai_calls: int
     isbndb_calls: int
+    openlibrary_calls: int = 0
+    googlebooks_calls: int = 0
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
     last_retry_at: dt.datetime | None
@@ -145,6 +149,8 @@ class Attempt(_Report):
     gemini_calls: int
     xai_calls: int
     isbndb_calls: int
+    openlibrary_calls: int = 0
+    googlebooks_calls: int = 0
     tokens_in: int
     tokens_out: int
     books_generated: int
