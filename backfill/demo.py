@@ -18,12 +18,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 from sqlalchemy import func, literal, select, tuple_
 
 from backfill import quota, scheduler
@@ -35,16 +43,27 @@ from backfill.web.auth import check_secret_strength
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=False)
 TERMINAL = ("completed", "failed")
+# Dropped first from the progress line when it does not fit the terminal.
+OPTIONAL_QUOTAS = ("openlibrary", "googlebooks")
 
 
-def _free_port(preferred: int) -> int:
+def state_dir() -> Path:
+    """The project's own state directory (beat's schedule, a kept stack's pid)."""
+    return ROOT / os.environ.get("BACKFILL_STATE_DIR", "var")
+
+
+def _free_port(preferred: int, name: str = "") -> int:
+    """``preferred`` when it is free, else any free port, announced in one line."""
     for port in (preferred, 0):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            chosen = int(s.getsockname()[1])
+        if chosen != preferred:
+            console.print(f"{name or 'port'} {preferred} is taken: using {chosen} instead.")
+        return chosen
     raise RuntimeError("no free port")
 
 
@@ -86,10 +105,49 @@ def _progress(settings: Settings, start: tuple[int, int], end: tuple[int, int]) 
     )
 
 
-def _quota_line(settings: Settings) -> str:
+def _quota(settings: Settings) -> dict[str, str]:
+    """Today's ``used/limit`` per provider."""
     with session_factory(settings.database_url)() as s:
         usage = quota.daily_usage(s, settings)
-    return " ".join(f"{p} {u['used']}/{u['limit']}" for p, u in usage.items())
+    return {p: f"{u['used']}/{u['limit']}" for p, u in usage.items()}
+
+
+def counts_text(p: Snapshot) -> str:
+    """The months by state, for the progress display's first line."""
+    return f"done {p.done} failed {p.failed} running {p.processing} waiting {p.waiting}"
+
+
+def detail_line(p: Snapshot, usage: dict[str, str], width: int) -> str:
+    """The progress display's second line, fit to ``width``: the optional quotas
+    (Open Library, Google Books) are dropped first, then the quota altogether."""
+    books = f"resolved {p.resolved}/{p.generated}"
+    required = {k: v for k, v in usage.items() if k not in OPTIONAL_QUOTAS}
+    for shown in (usage, required):
+        line = f"{books} · quota " + " ".join(f"{k} {v}" for k, v in shown.items())
+        if len(line) <= width:
+            return line
+    return books
+
+
+def progress_columns(width: int) -> tuple[ProgressColumn, ...]:
+    """The first line: ``months ━━━ 130/288 done … waiting … 0:01:23`` in ``width``."""
+    return (
+        TextColumn("[bold]months"),
+        BarColumn(bar_width=max(8, min(40, width - 68))),
+        TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+    )
+
+
+class _TwoLineProgress(Progress):
+    """The bar on one line, the counts and quota on the next: fits 80 columns."""
+
+    detail = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield Text(self.detail, overflow="fold")
 
 
 def _seed(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> tuple[int, int, int]:
@@ -134,13 +192,50 @@ def _wait_http(url: str, timeout: float = 60) -> bool:
     return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The main job's options (``scripts/run-backfill --help`` prints the same)."""
     parser = argparse.ArgumentParser(prog="run-backfill", description=__doc__)
-    parser.add_argument("--from", dest="start", type=_month, default=(2023, 1))
-    parser.add_argument("--to", dest="end", type=_month, default=(2024, 12))
-    parser.add_argument("--keep", action="store_true", help="leave the stack running")
-    parser.add_argument("--timeout", type=float, default=3600, help="give up after N seconds")
-    parser.add_argument("--workers", type=int, default=4, help="worker processes")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=_month,
+        default=(2023, 1),
+        metavar="YYYY-MM",
+        help="first month of the range (default 2023-01)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        type=_month,
+        default=(2024, 12),
+        metavar="YYYY-MM",
+        help="last month of the range, inclusive (default 2024-12)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack running at the end (stop it: scripts/run-backfill --stop)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="give up (exit 1) when the range is not finished after this many seconds"
+        " (default 3600)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="worker processes (WORKER_CONCURRENCY, default 4)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.end < args.start:
         parser.error("--to must not be before --from")
@@ -153,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     ports = {
-        "WEB_PORT": _free_port(8000),
-        "FLOWER_PORT": _free_port(5555),
-        "SANDBOX_PORT": _free_port(8765),
+        "WEB_PORT": _free_port(8000, "web port"),
+        "FLOWER_PORT": _free_port(5555, "Flower port"),
+        "SANDBOX_PORT": _free_port(8765, "sandbox port"),
     }
     env.update({k: str(v) for k, v in ports.items()})
+    env.setdefault("WEB_BIND", "127.0.0.1")  # honcho sets PORT: the Procfile would bind 0.0.0.0
     secret = _cron_secret(env)
     env.setdefault("BACKFILL_BEAT_INTERVAL_SECONDS", "5")
     env.setdefault("WORKER_CONCURRENCY", str(args.workers))
@@ -173,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("OPENLIBRARY", "GOOGLE_BOOKS"):
             env[f"{name}_BASE_URL"] = sandbox
         env.setdefault("OPENLIBRARY_CONTACT", "demo@example.org")
-        # The sandbox plays a Premium ISBNdb plan (3 requests/s) to keep the demo short.
+        # ISBNdb's Basic plan (its daily limit, as the stats show it), but at 3
+        # requests/s instead of 1 to keep the demo short: the service and the
+        # sandbox are given the same two numbers.
         env.setdefault("ISBNDB_RATE_PER_SECOND", "3")
         env.setdefault(
             "SANDBOX_ARGS",
-            f"--isbndb-rate {env['ISBNDB_RATE_PER_SECOND']} --isbndb-daily-limit 15000",
+            f"--isbndb-rate {env['ISBNDB_RATE_PER_SECOND']}"
+            f" --isbndb-daily-limit {base.isbndb_daily_limit}",
         )
         procfile = "Procfile.dev"
         console.print(
@@ -195,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             "(--from/--to) or a fresh database (DATABASE_URL) to watch a backfill."
         )
 
+    pid_file = state_dir() / "stack.pid"
+    _warn_if_kept_stack(pid_file)
     log_path = ROOT / "artifacts" / "stack.log"
     log_path.parent.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
@@ -206,16 +307,26 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if args.keep:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{stack.pid}\n")
     web = f"http://127.0.0.1:{ports['WEB_PORT']}"
     flower = f"http://127.0.0.1:{ports['FLOWER_PORT']}"
     console.print(f"Stack starting (logs: {log_path.relative_to(ROOT)}) …")
     shown = secret or "the BACKFILL_CRON_SECRET you set"
-    console.print(
+    for line in (
         f"Dashboard: {web}/   X-Cron-Secret and /login secret for this run: {shown}",
-        soft_wrap=True,  # never split the secret across lines
-        highlight=False,
-        markup=False,
-    )
+        f"Flower:    {flower}/",
+        f"Metrics:   {web}/metrics",
+        "Stop:      Ctrl-C"
+        + (
+            f" stops the run; the stack is kept: scripts/run-backfill --stop (or kill {stack.pid})"
+            if args.keep
+            else " (the stack stops by itself at the end)"
+        ),
+    ):
+        # soft_wrap: never split the secret across lines
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     code = 0
     try:
         if not _wait_http(f"{web}/healthz", 90):
@@ -227,15 +338,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep or code:
             _stop(stack)
+            pid_file.unlink(missing_ok=True)
     _final_table(env)
     console.print(f"Dashboard: {web}/   Flower: {flower}   Metrics: {web}/metrics")
     if args.keep and not code:
         console.print(
-            f"Stack left running (honcho pid {stack.pid}); stop it with: kill {stack.pid}"
+            f"Stack left running (honcho pid {stack.pid}); stop it with:"
+            f" scripts/run-backfill --stop (or kill {stack.pid})"
         )
     else:
         console.print("Stack stopped.")
     return code
+
+
+def _warn_if_kept_stack(pid_file: Path) -> None:
+    """An earlier ``--keep`` run's stack still up holds the usual ports: say so."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return
+    console.print(
+        f"A stack kept by an earlier run is still up (pid {pid}); stop it with:"
+        " scripts/run-backfill --stop"
+    )
 
 
 def _watch(
@@ -246,29 +372,22 @@ def _watch(
     stack: subprocess.Popen[bytes],
 ) -> int:
     deadline = time.monotonic() + timeout
-    columns = (
-        TextColumn("[bold]months"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
+    columns = progress_columns(console.width)
     live = console.is_terminal  # a log file gets one plain line per change instead
     last = ""
-    with Progress(*columns, console=console, transient=False, disable=not live) as bar:
+    bar = _TwoLineProgress(*columns, console=console, transient=False, disable=not live)
+    with bar:
         first = _progress(settings, start, end)
-        task = bar.add_task("backfill", total=first.total, detail="")
+        task = bar.add_task("backfill", total=first.total, counts=counts_text(first))
         while True:
             p = _progress(settings, start, end)
-            detail = (
-                f"done {p.done} · failed {p.failed} · running {p.processing} · "
-                f"waiting {p.waiting} · books resolved {p.resolved}/{p.generated} · "
-                f"quota {_quota_line(settings)}"
-            )
-            bar.update(task, completed=p.done + p.failed, detail=detail)
-            if not live and detail != last:
-                console.print(f"months {p.done + p.failed}/{p.total} · {detail}", soft_wrap=True)
-                last = detail
+            usage = _quota(settings)
+            bar.detail = detail_line(p, usage, console.width)
+            bar.update(task, completed=p.done + p.failed, counts=counts_text(p))
+            plain = f"{counts_text(p)} · {detail_line(p, usage, 10_000)}"
+            if not live and plain != last:
+                console.print(f"months {p.done + p.failed}/{p.total} · {plain}", soft_wrap=True)
+                last = plain
             if p.done + p.failed >= p.total:
                 return 0 if p.failed == 0 else 1
             if stack.poll() is not None:

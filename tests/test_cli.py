@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import time
@@ -15,7 +16,9 @@ from sqlalchemy import update
 
 from backfill import scheduler
 from backfill.cli import cli
+from backfill.cli.app import flag_message
 from backfill.db import transaction
+from backfill.exceptions import InvalidInput
 from backfill.models import BackfillLog
 from backfill.web import create_app
 from tests.conftest import ROOT, purge_queue, subprocess_env
@@ -87,6 +90,31 @@ def test_months_filters(seeded: str) -> None:
     assert as_json["total"] == 12 and as_json["months"][0]["label"] == "2023-12"
 
 
+def test_months_with_no_match_prints_a_sentence_not_an_empty_table(seeded: str) -> None:
+    result = invoke("months", "--status", "failed")
+    assert result.exit_code == 0
+    assert result.output.strip() == "No months match."
+
+
+def test_version_is_the_package_metadata() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"backfill {importlib.metadata.version('backfill')}"
+
+
+def test_service_field_names_become_the_flags_typed() -> None:
+    assert flag_message(InvalidInput("year_end", "must not be before year_start (2025)")) == (
+        "--to: must not be before --from (2025)"
+    )
+    assert flag_message(InvalidInput("batch_size", "must be between 1 and 50")) == (
+        "--batch-size: must be between 1 and 50"
+    )
+    # a month range stays "from 1 to 12": only the service's own names are replaced
+    assert flag_message(InvalidInput("end_month", "must be a month from 1 to 12")) == (
+        "--to: must be a month from 1 to 12"
+    )
+
+
 def test_schedule_dry_run(seeded: str) -> None:
     result = invoke("schedule", "--dry-run", "--batch-size", "3", "--years", "2024-2023")
     assert result.exit_code == 0, result.output
@@ -156,7 +184,7 @@ def test_run_month_wait_reports_failure(
         (["schedule", "--years", "2020-20x"], "--years: expected a year range"),
         (["schedule", "--years", "1800-2000"], "--years: years must be from 1900 to 2100"),
         (["schedule", "--batch-size", "0"], "--batch-size: expected a whole number from 1 to 50"),
-        (["seed", "--from", "2025", "--to", "2020"], "year_end: must not be before year_start"),
+        (["seed", "--from", "2025", "--to", "2020"], "--to: must not be before --from (2025)"),
         (["seed", "--from", "99"], "--from: expected a year from 1900 to 2100"),
         (["months", "--status", "done"], "--status: expected one of pending, processing"),
     ],

@@ -95,6 +95,9 @@ def months(status: str | None, year: int | None, limit: int, as_json: bool) -> N
     if as_json:
         echo_json(page.model_dump(mode="json"))
         return
+    if not page.months:
+        click.echo("No months match.")  # limit >= 1 and no offset: none at all
+        return
     table = Table("month", "status", "attempts", "retries", "resolved / generated", "error")
     for m in page.months:
         table.add_row(
