@@ -37,7 +37,23 @@ enable_utc = True
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A broker outage (restart, network blip) must not cut the work in flight.
+# With this setting True, Celery SIGTERMs every unacknowledged acks_late task the
+# moment the worker loses its broker connection, and that is what lost months:
+# * a scheduler run (backfill.schedule is acks_late too) killed after committing
+#   its claims and before publishing them leaves those months "processing" with
+#   no message anywhere: they came back only when their lease expired (15 min
+#   in production), each counted as a lost attempt;
+# * a month killed mid-attempt is redone from scratch on redelivery (its LLM
+#   calls paid twice).
+# The messages themselves survive either way: unacknowledged, RabbitMQ requeues
+# them (durable queue, persistent messages) and delivers them again afterwards.
+# So running tasks are left to finish (PostgreSQL is up): the scheduler's
+# publish waits for the broker (backfill.broker.CeleryPublisher), a month's ack
+# fails on the dead channel and its redelivery is refused harmlessly (completed,
+# or "busy" under its advisory lock and retried) -- the duplicate delivery Celery
+# cancels to avoid, and which this service is built to absorb.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_default_queue = _settings.task_queue
 task_queues = (

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from amqp.exceptions import RecoverableConnectionError
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from backfill.exceptions import PublishError
 
@@ -59,14 +62,30 @@ class Publisher(Protocol):
 class CeleryPublisher:
     """Publishes through a Celery app on one pooled connection, with confirms."""
 
-    # Fail fast: a scheduler run must not hang on a dead broker; the month's
-    # retry budget records the failure and the next run tries again.
+    # Fail fast: a scheduler run must not hang on a dead broker; the month is
+    # deferred for a moment (no retry spent) and a later run tries again.
     RETRY_POLICY = {
         "max_retries": 2,
         "interval_start": 0.2,
         "interval_step": 0.5,
         "interval_max": 1,
     }
+    # Except inside a worker task (beat's scheduler run): there a broker outage
+    # is ridden out, up to OUTAGE_SECONDS, by publishing again what could not
+    # reach the broker (each try fails fast: kombu gives up connecting after
+    # broker_connection_timeout, whatever the retry policy says). The worker can
+    # take no other message while the broker is down anyway, and failing would
+    # defer every month the run has just claimed.
+    OUTAGE_SECONDS = 90.0
+    OUTAGE_POLL_SECONDS = 2.0
+    # What a broker that is down or restarting raises (kombu wraps refused
+    # connections in OperationalError; py-amqp's ConnectionForced and a closed
+    # connection are RecoverableConnectionError); a nack or a refusal is final.
+    UNREACHABLE: tuple[type[BaseException], ...] = (
+        OSError,
+        OperationalError,
+        RecoverableConnectionError,
+    )
 
     def __init__(self, app: Celery | None = None, broker_url: str | None = None) -> None:
         self.app = app or get_app()
@@ -84,8 +103,22 @@ class CeleryPublisher:
     def publish(self, messages: Iterable[MonthMessage]) -> dict[uuid.UUID, str]:
         errors: dict[uuid.UUID, str] = {}
         pending = list(messages)
-        if not pending:
-            return errors
+        ride_out = self.app.current_worker_task is not None
+        deadline = time.monotonic() + self.OUTAGE_SECONDS
+        while pending:
+            failed = self._publish_once(pending)
+            errors.update((job_id, _describe(exc)) for job_id, exc in failed.items())
+            for msg in pending:
+                if msg.job_id not in failed:
+                    errors.pop(msg.job_id, None)  # went through on a later try
+            pending = [m for m in pending if isinstance(failed.get(m.job_id), self.UNREACHABLE)]
+            if not (ride_out and pending and time.monotonic() < deadline):
+                break
+            time.sleep(self.OUTAGE_POLL_SECONDS)
+        return errors
+
+    def _publish_once(self, pending: list[MonthMessage]) -> dict[uuid.UUID, BaseException]:
+        errors: dict[uuid.UUID, BaseException] = {}
         try:
             with self._producer() as producer:
                 for msg in pending:
@@ -99,10 +132,10 @@ class CeleryPublisher:
                             retry_policy=self.RETRY_POLICY,
                         )
                     except Exception as exc:  # broker down, channel closed, nack
-                        errors[msg.job_id] = _describe(exc)
+                        errors[msg.job_id] = exc
         except Exception as exc:  # could not even get a connection
             for msg in pending:
-                errors.setdefault(msg.job_id, _describe(exc))
+                errors.setdefault(msg.job_id, exc)
         return errors
 
 

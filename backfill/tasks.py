@@ -11,10 +11,10 @@
 
 Only the month's own failures spend its budget. When the database goes away
 mid-attempt the task retries itself shortly, naming the attempt it gave up on
-(``interrupted_attempt``), and the retry closes that attempt ``deferred``; when
-Celery terminates a running month because the worker lost the broker, the
-worker's main process closes the attempt ``deferred`` (:meth:`MonthTask.on_retry`)
-before the message comes back. Only a message redelivered because its worker
+(``interrupted_attempt``), and the retry closes that attempt ``deferred``. A
+broker connection loss does not cancel running months (celeryconfig); should
+that be turned on, the worker's main process closes a cancelled month's attempt
+``deferred`` (:meth:`MonthTask.on_retry`) before the message comes back. Only a message redelivered because its worker
 died (``kill -9``) finds its attempt still ``running`` and counts it as lost.
 
 By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``,

@@ -263,9 +263,3 @@ def worker_factory(committed_db: str, queue_name: str, tmp_path: Path) -> Iterat
     for w in started:
         w.stop()
     purge_queue(queue_name)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop and start RabbitMQ or PostgreSQL run last, so no other
-    test ever runs against a service that was just restarted under it."""
-    items.sort(key=lambda item: "test_zz_restarts" in item.nodeid)

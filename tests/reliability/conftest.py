@@ -1,14 +1,23 @@
-"""The ``stack`` fixture: workers and beat as subprocesses, the sandbox as the APIs."""
+"""The ``stack`` fixture: workers and beat as subprocesses, the sandbox as the APIs.
+
+``private_stack`` is the same on a PostgreSQL server and a RabbitMQ node of the
+test run's own (``tests/private_services.py``), for tests that stop and start
+them: the machine's services are never restarted under anyone. They are
+started once per session, and only when a test asks for them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from tests.conftest import WorkerProcess
+from tests.conftest import TEST_QUEUE, WorkerProcess, migrate, truncate_all
+from tests.private_services import PrivatePostgres, PrivateRabbitMQ
 from tests.reliability.harness import FAST, BeatProcess
 from tests.sandbox_fixture import Sandbox
 
@@ -17,17 +26,23 @@ class Stack:
     """Starts the processes of one test with the same environment."""
 
     def __init__(
-        self, url: str, sandbox: Sandbox, start_worker: Callable[..., Any], tmp_path: Path
+        self,
+        url: str,
+        sandbox: Sandbox,
+        start_worker: Callable[..., Any],
+        tmp_path: Path,
+        services: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.sandbox = sandbox
         self._start_worker = start_worker
         self.tmp_path = tmp_path
+        self.services = services or {}  # DATABASE_URL / CELERY_BROKER_URL overrides
         self.beats: list[BeatProcess] = []
         self.restarts = 0
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**self.sandbox.env(), **FAST, **extra}
+        return {**self.sandbox.env(), **FAST, **self.services, **extra}
 
     def worker(self, concurrency: int = 2, **env: str) -> WorkerProcess:
         worker: WorkerProcess = self._start_worker(concurrency=concurrency, **self.env(**env))
@@ -53,3 +68,104 @@ def stack(
     yield s
     for beat in s.beats:
         beat.stop()
+
+
+# -- private services ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of this test run (initdb in a temp dir, its own port)."""
+    try:
+        pg = PrivatePostgres()
+    except Exception as exc:
+        pytest.skip(f"cannot start a private PostgreSQL here: {exc}")
+    try:
+        pg.init()
+        pg.start()
+    except Exception as exc:
+        pg.destroy()
+        pytest.skip(f"cannot start a private PostgreSQL here: {str(exc)[:600]}")
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of this test run (own node name, ports, data and cookie)."""
+    try:
+        node = PrivateRabbitMQ()
+    except Exception as exc:
+        pytest.skip(f"cannot start a private RabbitMQ here: {exc}")
+    try:
+        node.start()
+    except Exception as exc:
+        node.destroy()
+        pytest.skip(f"cannot start a private RabbitMQ here: {str(exc)[:600]}")
+    yield node
+    node.destroy()
+
+
+@pytest.fixture(scope="session")
+def private_database_url(private_postgres: PrivatePostgres) -> Iterator[str]:
+    """A database on the private server, migrated with Alembic like the suite's."""
+    admin = create_engine(private_postgres.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('CREATE DATABASE "backfill_test"'))
+    admin.dispose()
+    url = private_postgres.url("backfill_test")
+    migrate(url)
+    yield url
+    from backfill.db import get_engine
+
+    get_engine(url).dispose()
+
+
+def purge(broker_url: str, queue: str) -> None:
+    from kombu import Connection
+
+    with Connection(broker_url) as conn, contextlib.suppress(Exception):  # not declared yet
+        conn.channel().queue_purge(queue)
+
+
+class PrivateStack(Stack):
+    """A ``Stack`` on the private services, which the test may stop and start."""
+
+    postgres: PrivatePostgres
+    rabbitmq: PrivateRabbitMQ
+    queue: str  # the task queue, on ``rabbitmq``
+
+
+@pytest.fixture
+def private_stack(
+    private_postgres: PrivatePostgres,
+    private_database_url: str,
+    private_rabbitmq: PrivateRabbitMQ,
+    sandbox: Sandbox,
+    tmp_path: Path,
+) -> Iterator[PrivateStack]:
+    """``stack`` on the private PostgreSQL and RabbitMQ: every process it starts
+    (and every ``stack.url`` query of the test) uses them, never the machine's."""
+    from backfill.db import get_engine
+
+    url, broker = private_database_url, private_rabbitmq.url
+    truncate_all(get_engine(url))
+    purge(broker, TEST_QUEUE)
+    services = {"DATABASE_URL": url, "CELERY_BROKER_URL": broker}
+    workers: list[WorkerProcess] = []
+
+    def start_worker(concurrency: int = 2, **env: str) -> WorkerProcess:
+        log = tmp_path / f"worker{len(workers)}.log"
+        worker = WorkerProcess(TEST_QUEUE, log, concurrency, **{**services, **env})
+        workers.append(worker)
+        return worker.start()
+
+    s = PrivateStack(url, sandbox, start_worker, tmp_path, services)
+    s.postgres, s.rabbitmq, s.queue = private_postgres, private_rabbitmq, TEST_QUEUE
+    yield s
+    for beat in s.beats:
+        beat.stop()
+    for worker in workers:
+        worker.stop()
+    purge(broker, TEST_QUEUE)
+    truncate_all(get_engine(url))
