@@ -14,8 +14,9 @@ mid-attempt the task retries itself shortly, naming the attempt it gave up on
 (``interrupted_attempt``), and the retry closes that attempt ``deferred``. A
 broker connection loss does not cancel running months (celeryconfig); should
 that be turned on, the worker's main process closes a cancelled month's attempt
-``deferred`` (:meth:`MonthTask.on_retry`) before the message comes back. Only a message redelivered because its worker
-died (``kill -9``) finds its attempt still ``running`` and counts it as lost.
+``deferred`` (:meth:`MonthTask.on_retry`) before the message comes back. Only a
+message redelivered because its worker died (``kill -9``) finds its attempt
+still ``running`` and counts it as lost.
 
 By hand: ``celery -A backfill call backfill.process_month --args='[2024, 5]'``,
 ``celery -A backfill call backfill.schedule`` and ``celery -A backfill call
