@@ -6,6 +6,9 @@ equals its ``isbns_resolved``. Then re-resolution's hand-off, in-process."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +21,7 @@ from backfill import rework, runner, scheduler
 from backfill.db import session_factory
 from backfill.models import BackfillLog, Candidate
 from backfill.web import create_app
+from tests.conftest import subprocess_env
 from tests.handoffutil import drain, enrichment_queue
 from tests.pipeline_support import make_settings
 from tests.sandbox_fixture import Sandbox
@@ -87,6 +91,19 @@ def test_three_months_through_web_and_worker_reach_the_enrichment_queue(
 
             wait_until(handed_off, "3 months completed and handed off")
             stats = http.get(f"{base}/api/internal/backfill-stats", timeout=30).json()
+            listed = _page_through_books(http, base)
+
+        # The operator's export, as a subprocess: one JSON line per resolved book.
+        exported = subprocess.run(
+            [sys.executable, "-m", "backfill.cli", "export", "--format", "jsonl"],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.splitlines()
+        export_isbns = [json.loads(line)["isbn13"] for line in exported]
+        assert len(export_isbns) == len(set(export_isbns))  # one line per book
 
         messages = drain(queue)
         rows = months_of(committed_db, labels)
@@ -108,6 +125,26 @@ def test_three_months_through_web_and_worker_reach_the_enrichment_queue(
             assert row.isbns_resolved > 0 and row.isbns_queued == row.isbns_resolved == len(sent)
             total += len(sent)
         assert stats["progress"]["total_isbns_queued"] == total
+        # The export, the books API and the enrichment queue hold the same books.
+        queued = {isbn for m in messages for isbn in m["body"]["isbns"]}
+        assert set(export_isbns) == {b["isbn13"] for b in listed} == queued
+        assert len(listed) == len(export_isbns)
+
+
+def _page_through_books(http: requests.Session, base: str) -> list[dict[str, Any]]:
+    """Every resolved book through GET /api/internal/books, 25 a page."""
+    listed: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = http.get(
+            f"{base}/api/internal/books",
+            params={"status": "resolved", "page": page, "page_size": 25},
+            timeout=30,
+        ).json()
+        listed += body["books"]
+        if page * body["page_size"] >= body["total"]:
+            return listed
+        page += 1
 
 
 def test_books_found_by_re_resolution_are_handed_off_after_its_commit(
