@@ -18,14 +18,12 @@ must complete, and none may come back any other way than by its own message:
 no attempt cut short ("lost"), no lease expired, no failed publish, no month
 claimed twice.
 
-**PostgreSQL** (``pg_ctl stop -m fast``, a few seconds, ``start``): every month
-completes with no manual action; the attempts the outage cut (their transaction
-died with the connection) are taken over by their task's own retry, and none
-comes back by its lease.
+PostgreSQL restarts mid-run are in ``test_infra_faults.py`` (five of them,
+interleaved with five broker restarts, over 60 months: no retry spent).
 
-Both check afterwards: none stuck, no book twice, the quota ledger equal to
-what the sandbox received, the months' counters short of it by at most the
-calls of the attempts the outage interrupted.
+Afterwards: none stuck, no book twice, the quota ledger equal to what the
+sandbox received, the months' counters short of it by at most the calls of the
+attempts the outage interrupted.
 """
 
 from __future__ import annotations
@@ -68,7 +66,6 @@ ENV = {
     "BACKFILL_RETRY_BACKOFF_SECONDS": "6",  # countdowns of 3..6 s
     "BACKFILL_RETRY_BACKOFF_MAX_SECONDS": "6",
 }
-POSTGRES_OUTAGE_SECONDS = 4
 
 
 # -- the machine's services: looked at, never touched ----------------------------
@@ -321,20 +318,8 @@ def test_rabbitmq_outage_mid_run_loses_nothing(private_stack: Any, seconds: int)
     assert figures["claimed_twice"] == [], "a month came back without its message"
 
 
-@pytest.mark.timeout(240)
-def test_postgresql_restart_mid_run_recovers_without_manual_action(private_stack: Any) -> None:
-    """PostgreSQL stopped (fast shutdown cuts every connection) and started again:
-    tasks that hit the outage retry (``DB_RETRY_SECONDS``), beat's schedule runs
-    are skipped until the database answers, pooled connections are re-checked
-    (``pool_pre_ping``)."""
-    stack, postgres = private_stack, private_stack.postgres
-    months, _worker, beat = _start_run(stack, {**ENV, "BACKFILL_LEASE_SECONDS": "60"})
-    notes: dict[str, Any] = {"at the stop": _in_flight(stack.url)}
-    down = time.monotonic()
-    with postgres.stopped():
-        time.sleep(POSTGRES_OUTAGE_SECONDS)
-    notes["outage"] = f"{time.monotonic() - down:.1f}s"
-    _settle_and_check(stack, "postgresql restart", notes, months, beat, timeout=150)
+# PostgreSQL restarts mid-run: tests/reliability/test_infra_faults.py (five of
+# them, interleaved with five broker restarts, over 60 months).
 
 
 @pytest.mark.timeout(120)
