@@ -6,11 +6,12 @@ the engine is keyed by pid, so pooled connections never cross a fork.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backfill.config import get_settings
@@ -79,3 +80,11 @@ def unit_of_work(factory: Callable[[], Session] | None = None) -> Iterator[Sessi
         raise
     finally:
         session.close()
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The database's clock, read now (not at transaction start): every process
+    agrees on it, and a long transaction does not make it stale."""
+    now = session.scalar(select(func.clock_timestamp()))
+    assert now is not None
+    return now

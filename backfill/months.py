@@ -27,17 +27,15 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from backfill.attempts import AttemptStats
 from backfill.config import Settings, get_settings
+from backfill.db import db_now
 from backfill.exceptions import MonthClosed, MonthNotClaimable, MonthNotFound, QuotaExhausted
 from backfill.models import BackfillLog, MonthAttempt
-
-if TYPE_CHECKING:
-    from backfill.pipeline import AttemptStats
 
 # Namespace of the advisory locks that say "a worker is processing this month".
 LOCK_NAMESPACE = 7_301
@@ -64,14 +62,6 @@ class Claim:
     @property
     def label(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
-
-
-def db_now(session: Session) -> dt.datetime:
-    """The database's clock, read now (not at transaction start): every process
-    agrees on it, and a long transaction does not make it stale."""
-    now = session.scalar(select(func.clock_timestamp()))
-    assert now is not None
-    return now
 
 
 def get(session: Session, year: int, month: int, lock: bool = False) -> BackfillLog:

@@ -37,10 +37,10 @@ from backfill import judge, match
 from backfill.books import Lookup, insert_books, load_books, load_lookups, remember
 from backfill.candidates import bounded
 from backfill.config import Settings
+from backfill.db import db_now
 from backfill.dedupe import claimed_isbns, namings
 from backfill.exceptions import ProviderError, QuotaExhausted
 from backfill.models import Candidate
-from backfill.months import db_now
 from backfill.providers.base import Hit
 from backfill.providers.googlebooks import GoogleBooksClient
 from backfill.providers.isbndb import IsbndbClient, hit_of

@@ -12,14 +12,30 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from stdnum import isbn
 
 from backfill.sandbox import codes, words
 
-if TYPE_CHECKING:
-    from backfill.sandbox.catalogue import Book
+
+class _Book(Protocol):
+    """What an edition takes from its book (``backfill.sandbox.book.Book`` has it;
+    a Protocol, because that module builds on this one)."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def authors(self) -> tuple[str, ...]: ...
+    @property
+    def publisher(self) -> str: ...
+    @property
+    def publication_date(self) -> str: ...
+    @property
+    def year(self) -> int: ...
+    @property
+    def month(self) -> int: ...
+
 
 # What a record really is (Edition.role). EDITION: the book's own; the rest are traps.
 EDITION = "edition"
@@ -74,7 +90,7 @@ class Edition:
 
 
 def editions_of(
-    rng: random.Random, book: Book, ident: int, *, thorough: bool
+    rng: random.Random, book: _Book, ident: int, *, thorough: bool
 ) -> tuple[Edition, ...]:
     """ISBNdb's records for ``book``; the first one is its first print edition.
 

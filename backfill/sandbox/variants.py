@@ -14,7 +14,7 @@ from stdnum import isbn
 from backfill.sandbox import codes
 
 if TYPE_CHECKING:
-    from backfill.sandbox.catalogue import Book
+    from backfill.sandbox.book import Book
 
 
 def title(rng: random.Random, text: str) -> str:
@@ -47,7 +47,7 @@ def author(rng: random.Random, name: str) -> str:
 
 def stated_isbn(rng: random.Random, book: Book, ident: int) -> str | None:
     """The ISBN a generator quotes for ``book`` (per the book's kind)."""
-    from backfill.sandbox.catalogue import BAD_CHECKSUM, ISBN, UNKNOWN
+    from backfill.sandbox.book import BAD_CHECKSUM, ISBN, UNKNOWN
 
     if book.kind == ISBN and book.isbn13:
         roll = rng.random()

@@ -286,7 +286,7 @@ def _waiting_on_heartbeat(url: str) -> int:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("seconds", [5, 15, 60])
 def test_rabbitmq_outage_mid_run_loses_nothing(private_stack: Any, seconds: int) -> None:
-    """``rabbitmqctl stop_app``, ``seconds`` of outage, ``start_app``: every month
+    """The private node's app stopped, ``seconds`` of outage, started again: every month
     completes, by its own message only."""
     stack, rabbit = private_stack, private_stack.rabbitmq
     # A lease far longer than the outage and the worker's reconnection: a month
