@@ -109,15 +109,14 @@ def judge(want: Wanted, hit: Hit) -> Verdict:
     return Verdict(True, "title, author and year match", rank)
 
 
-def choose(want: Wanted, hits: Iterable[Hit]) -> tuple[Hit | None, list[dict[str, str]]]:
-    """The best accepted hit (or None) and why each rejected hit was rejected."""
-    best: tuple[tuple[int, int, int, str, str], Hit] | None = None
+def ranked(want: Wanted, hits: Iterable[Hit]) -> tuple[list[Hit], list[dict[str, str]]]:
+    """The accepted hits, best first, and why each rejected hit was rejected."""
+    accepted: list[tuple[tuple[int, int, int, str, str], Hit]] = []
     rejected: list[dict[str, str]] = []
     for hit in hits:
         verdict = judge(want, hit)
         if verdict.accepted:
-            if best is None or verdict.rank < best[0]:
-                best = (verdict.rank, hit)
+            accepted.append((verdict.rank, hit))
         else:
             rejected.append(
                 {
@@ -127,7 +126,14 @@ def choose(want: Wanted, hits: Iterable[Hit]) -> tuple[Hit | None, list[dict[str
                     "why": verdict.why[:300],
                 }
             )
-    return (best[1] if best else None), rejected
+    accepted.sort(key=lambda item: item[0])
+    return [hit for _, hit in accepted], rejected
+
+
+def choose(want: Wanted, hits: Iterable[Hit]) -> tuple[Hit | None, list[dict[str, str]]]:
+    """The best accepted hit (or None) and why each rejected hit was rejected."""
+    accepted, rejected = ranked(want, hits)
+    return (accepted[0] if accepted else None), rejected
 
 
 def other_month(hit: Hit, year: int, month: int) -> str | None:

@@ -55,6 +55,16 @@ def _now() -> Any:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
+def _updated() -> Any:
+    """Set by the database on insert, and to the clock of the moment by every ORM update."""
+    return mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        onupdate=func.clock_timestamp(),
+        nullable=False,
+    )
+
+
 class BackfillLog(Base):
     """One calendar month of the backfill: its state, claim and accounting."""
 
@@ -111,12 +121,7 @@ class BackfillLog(Base):
     # a deferred (quota) or retried month is not a candidate before this time
     not_before: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = _now()
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True),
-        server_default=func.now(),
-        onupdate=func.clock_timestamp(),
-        nullable=False,
-    )
+    updated_at: Mapped[dt.datetime] = _updated()
 
     attempt_history: Mapped[list[MonthAttempt]] = relationship(
         back_populates="month_row", order_by="MonthAttempt.id", passive_deletes=True
@@ -188,12 +193,7 @@ class Book(Base):
     resolver: Mapped[str | None] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     created_at: Mapped[dt.datetime] = _now()
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True),
-        server_default=func.now(),
-        onupdate=func.clock_timestamp(),
-        nullable=False,
-    )
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 class LookupCache(Base):
@@ -294,12 +294,7 @@ class Candidate(Base):
     reresolved: Mapped[bool] = mapped_column(Boolean, server_default="false")
     superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = _now()
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True),
-        server_default=func.now(),
-        onupdate=func.clock_timestamp(),
-        nullable=False,
-    )
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 class Handoff(Base):
@@ -362,12 +357,7 @@ class ApiCallOutcome(Base):
     provider: Mapped[str] = mapped_column(String(16), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(24), primary_key=True)
     calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True),
-        server_default=func.now(),
-        onupdate=func.clock_timestamp(),
-        nullable=False,
-    )
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 class ControlState(Base):
@@ -377,12 +367,7 @@ class ControlState(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True),
-        server_default=func.now(),
-        onupdate=func.clock_timestamp(),
-        nullable=False,
-    )
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 class AuthFailure(Base):

@@ -130,7 +130,6 @@ class Resolver:
         # Round 1: books without a claim are searched while the claims wait, so
         # both go to ISBNdb in the same bulk requests.
         self._title_round([c for c in cases if not c.done and not c.pool], cases)
-        self._verify(cases)
         # Round 2: the claims that were another book (or none) go by title.
         self._title_round(
             [c for c in cases if not c.done and not c.searched and not c.incomplete], cases
@@ -216,20 +215,19 @@ class Resolver:
         self._judge_search(case, source, hits)
 
     def _judge_search(self, case: Case, source: str, hits: list[Hit]) -> None:
-        accepted = [h for h in hits if judge.judge(case.want, h).accepted]
-        _, rejected = judge.choose(case.want, hits)
+        accepted, rejected = judge.ranked(case.want, hits)
         case.rejected.extend(rejected)
         if not accepted:
             case.missed.add(source)
             return
         case.seen_work = True
-        editions = [h for h in accepted if h.edition_level]
+        editions = [h for h in accepted if h.edition_level]  # still best first
         direct = source == "isbndb" or self.settings.verify_with_isbndb == "when-needed"
         if editions and direct:
-            best, _ = judge.choose(case.want, editions)
+            best = editions[0]
             # Taken without ISBNdb only as a print edition; an ebook-only answer is
             # verified with the other found ISBNs, where a print edition may be.
-            if best is not None and (source == "isbndb" or judge.binding_rank(best) == 0):
+            if source == "isbndb" or judge.binding_rank(best) == 0:
                 self._resolved(case, best, "isbndb:title" if source == "isbndb" else source)
                 return
         for hit in accepted:

@@ -24,13 +24,12 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from stdnum import isbn as stdisbn
-from stdnum.exceptions import ValidationError
 
 from backfill.sandbox import codes, errors, faults
 from backfill.sandbox.catalogue import month_catalogue
 from backfill.sandbox.state import SandboxState
 from backfill.sandbox.web import answer, json_response, provider_call
+from backfill.sandbox.works import record_for_isbn
 
 bp = Blueprint("isbndb", __name__)
 MAX_BULK = 1000
@@ -125,15 +124,7 @@ def books_search(state: SandboxState, query: str) -> Response:
 
 def lookup(value: str) -> dict[str, Any] | None:
     """ISBNdb's record for an ISBN-10 or ISBN-13 (hyphens allowed), or None."""
-    try:
-        isbn13 = str(stdisbn.to_isbn13(stdisbn.validate(value)))
-    except ValidationError:
-        return None
-    found = codes.ref_of_isbn(isbn13)
-    if not found:
-        return None
-    ref, slot = found
-    hit = month_catalogue(ref.year, ref.month).edition(ref.index, slot)
+    hit = record_for_isbn(value)
     return hit[0].record(hit[1]) if hit else None
 
 
