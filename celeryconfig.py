@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from kombu import Exchange, Queue
 
-from backfill.broker import RERESOLVE
 from backfill.config import get_settings
+from backfill.constants import TASK_RERESOLVE, TASK_SCHEDULE
 
 _settings = get_settings()
 
@@ -72,7 +72,7 @@ worker_send_task_events = True
 
 beat_schedule = {
     "schedule-backfill": {
-        "task": "backfill.schedule",
+        "task": TASK_SCHEDULE,
         "schedule": timedelta(seconds=_settings.beat_interval_seconds),
         # a beat tick that nobody consumed in time is dropped, not piled up
         "options": {"expires": _settings.beat_interval_seconds},
@@ -81,7 +81,7 @@ beat_schedule = {
     # tried in the last 12 h (by their month's own attempt) are left alone: they
     # would get the same answer; yesterday's run's books are tried again.
     "reresolve-daily": {
-        "task": RERESOLVE,
+        "task": TASK_RERESOLVE,
         "schedule": timedelta(hours=24),
         "kwargs": {"older_than_days": 0.5},
         # a tick still queued after 12 h is dropped: the next day's takes over

@@ -1,8 +1,6 @@
-"""The broker adapter: the one Celery app, and publishing month messages.
+"""The broker adapter: publishing month messages (through the Celery app of
+:mod:`backfill.celery`) and enrichment hand-off batches (with kombu).
 
-The Celery app object is how we talk to RabbitMQ, so it lives here, below the
-services that publish; ``backfill/celery.py`` (the entry point for
-``celery -A backfill``) only re-exports it with the tasks registered.
 Publishing uses RabbitMQ publisher confirms (``confirm_publish``), so a message
 the broker did not take raises instead of vanishing.
 """
@@ -10,7 +8,6 @@ the broker did not take raises instead of vanishing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,18 +18,9 @@ from amqp.exceptions import RecoverableConnectionError
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from backfill.celery import app as default_app
+from backfill.constants import TASK_PROCESS_MONTH
 from backfill.exceptions import PublishError
-
-PROCESS_MONTH = "backfill.process_month"
-RERESOLVE = "backfill.reresolve"
-
-
-@functools.cache
-def get_app() -> Celery:
-    """The process's Celery app, configured from the top-level ``celeryconfig``."""
-    app = Celery("backfill", include=["backfill.tasks"])
-    app.config_from_object("celeryconfig")
-    return app
 
 
 @dataclass(frozen=True)
@@ -88,7 +76,7 @@ class CeleryPublisher:
     )
 
     def __init__(self, app: Celery | None = None, broker_url: str | None = None) -> None:
-        self.app = app or get_app()
+        self.app = app or default_app
         self.broker_url = broker_url  # default: the app's (pooled) broker connection
 
     @contextlib.contextmanager
@@ -124,7 +112,7 @@ class CeleryPublisher:
                 for msg in pending:
                     try:
                         self.app.send_task(
-                            PROCESS_MONTH,
+                            TASK_PROCESS_MONTH,
                             kwargs=msg.kwargs(),
                             task_id=str(msg.job_id),
                             producer=producer,
@@ -149,6 +137,26 @@ def publish_one(message: MonthMessage, publisher: Publisher | None = None) -> No
     errors = (publisher or CeleryPublisher()).publish([message])
     if errors:
         raise PublishError(errors[message.job_id])
+
+
+def publish_task(name: str, kwargs: dict[str, Any], broker_url: str | None = None) -> str:
+    """Publish one task by name with publisher confirms, failing fast; its id, or
+    :class:`PublishError`."""
+    task_id = str(uuid.uuid4())
+    publisher = CeleryPublisher(broker_url=broker_url)
+    try:
+        with publisher._producer() as producer:
+            publisher.app.send_task(
+                name,
+                kwargs=kwargs,
+                task_id=task_id,
+                producer=producer,
+                retry=True,
+                retry_policy=CeleryPublisher.RETRY_POLICY,  # fail fast, as the scheduler does
+            )
+    except Exception as exc:  # broker down, channel closed, nack
+        raise PublishError(f"{name}: {type(exc).__name__}: {exc}"[:500]) from exc
+    return task_id
 
 
 # -- the enrichment hand-off (see backfill.handoff and the README's contract)

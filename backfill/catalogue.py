@@ -37,8 +37,8 @@ from backfill.exceptions import InvalidInput
 from backfill.models import BackfillLog, Book, Candidate
 
 YearMonth = tuple[int, int]
-BookStatus = Literal["resolved", "unresolved"]
-BOOK_STATUSES: tuple[BookStatus, ...] = ("resolved", "unresolved")
+ListedStatus = Literal["resolved", "unresolved"]
+LISTED_STATUSES: tuple[ListedStatus, ...] = ("resolved", "unresolved")
 PAGE_MAX = 1_000_000  # keeps OFFSET far inside PostgreSQL's bigint
 PAGE_SIZE_MAX = 500
 PAGE_SIZE_DEFAULT = 100
@@ -137,12 +137,12 @@ class BookFilters:
 
     start: YearMonth | None = None
     end: YearMonth | None = None
-    status: BookStatus | None = None
+    status: ListedStatus | None = None
     resolver: str | None = None
     q: str | None = None  # case-insensitive title substring
 
     def __post_init__(self) -> None:
-        if self.status is not None and self.status not in BOOK_STATUSES:
+        if self.status is not None and self.status not in LISTED_STATUSES:
             raise InvalidInput("status", "must be resolved or unresolved")
         if self.start and self.end and self.start > self.end:
             raise InvalidInput(

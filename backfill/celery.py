@@ -1,18 +1,21 @@
-"""Entry point for ``celery -A backfill``: the app, with logging wired in.
+"""The Celery app (Celery's own layout: ``proj/celery.py``, ``proj/tasks.py`` and a
+top-level ``celeryconfig``).
 
-The app itself is built in :mod:`backfill.broker` (from ``celeryconfig``); this
-module only exposes it and connects the logging set-up.
+``celery -A backfill`` finds ``backfill.celery.app`` by itself. Adapter layer: the
+app is how the service talks to RabbitMQ; :mod:`backfill.broker` publishes
+through it and :mod:`backfill.tasks` registers the tasks on it. Building the app
+connects nothing (Celery is lazy) and reads ``celeryconfig`` on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
 from celery.signals import setup_logging
 
-from backfill.broker import get_app
-
-app = get_app()
+app = Celery("backfill", include=["backfill.tasks"])
+app.config_from_object("celeryconfig")
 
 
 @setup_logging.connect

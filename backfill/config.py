@@ -22,6 +22,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from backfill.constants import MAX_YEAR, MIN_YEAR
+
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot start with."""
@@ -190,8 +192,8 @@ class Settings(BaseSettings):
     lease_seconds: int = _env("BACKFILL_LEASE_SECONDS", default=900, ge=5)
     beat_interval_seconds: float = _env("BACKFILL_BEAT_INTERVAL_SECONDS", default=300, gt=0)
     default_batch_size: int = _env("BACKFILL_BATCH_SIZE", default=10, ge=1, le=50)
-    year_start: int = _env("BACKFILL_YEAR_START", default=2000, ge=1900, le=2100)
-    year_end: int = _env("BACKFILL_YEAR_END", default=2024, ge=1900, le=2100)
+    year_start: int = _env("BACKFILL_YEAR_START", default=2000, ge=MIN_YEAR, le=MAX_YEAR)
+    year_end: int = _env("BACKFILL_YEAR_END", default=2024, ge=MIN_YEAR, le=MAX_YEAR)
     settle_months: int = _env("BACKFILL_SETTLE_MONTHS", default=3, ge=0)
     max_retries: int = _env("BACKFILL_MAX_RETRIES", default=5, ge=0)
     retry_backoff_seconds: float = _env("BACKFILL_RETRY_BACKOFF_SECONDS", default=30, ge=0)

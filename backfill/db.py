@@ -11,8 +11,11 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Connection, Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from backfill.config import get_settings
 
@@ -82,9 +85,35 @@ def unit_of_work(factory: Callable[[], Session] | None = None) -> Iterator[Sessi
         session.close()
 
 
-def db_now(session: Session) -> dt.datetime:
+def db_now(session: Session | Connection) -> dt.datetime:
     """The database's clock, read now (not at transaction start): every process
     agrees on it, and a long transaction does not make it stale."""
     now = session.scalar(select(func.clock_timestamp()))
     assert now is not None
     return now
+
+
+def create_database(url: str) -> bool:
+    """Create the database ``url`` names when it does not exist; True when it was
+    created. A database that answers is left alone without touching the server's
+    ``postgres`` database (a hosted database may not let us in there)."""
+    target = make_url(url)
+    probe = create_engine(target, poolclass=NullPool)
+    try:
+        with probe.connect():
+            return False
+    except OperationalError as exc:
+        # invalid_catalog_name (psycopg's connect error often carries no SQLSTATE)
+        missing = f'database "{target.database}" does not exist'
+        if getattr(exc.orig, "sqlstate", None) != "3D000" and missing not in str(exc.orig):
+            raise
+    finally:
+        probe.dispose()
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = conn.dialect.identifier_preparer.quote(target.database or "")
+            conn.execute(text(f"CREATE DATABASE {name}"))
+            return True
+    finally:
+        admin.dispose()

@@ -32,17 +32,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.text import Text
-from sqlalchemy import func, literal, select, tuple_
 
-from backfill import quota, scheduler
+from backfill import quota, scheduler, stats
 from backfill.config import ConfigError, Settings, load_settings
 from backfill.db import session_factory
-from backfill.models import BackfillLog
+from backfill.stats import BookTotals, MonthSpan, StatusCounts
 from backfill.web.auth import check_secret_strength
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=False)
-TERMINAL = ("completed", "failed")
 # Dropped first from the progress line when it does not fit the terminal.
 OPTIONAL_QUOTAS = ("openlibrary", "googlebooks")
 
@@ -74,35 +72,38 @@ def _month(value: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
-    total: int
-    done: int
-    failed: int
-    waiting: int
-    processing: int
-    resolved: int
-    generated: int
+    """The range's months by status and their books, as the stats layer counts them."""
+
+    months: StatusCounts
+    books: BookTotals
+
+    @property
+    def total(self) -> int:
+        return sum(self.months.model_dump().values())
+
+    @property
+    def done(self) -> int:
+        return self.months.completed
+
+    @property
+    def failed(self) -> int:
+        return self.months.failed
+
+    @property
+    def processing(self) -> int:
+        return self.months.processing
+
+    @property
+    def waiting(self) -> int:
+        """Pending, or waiting to retry."""
+        return self.months.pending + self.months.retry
 
 
-def _progress(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> Snapshot:
-    key = BackfillLog.year * 12 + BackfillLog.month
-    in_range = key.between(start[0] * 12 + start[1], end[0] * 12 + end[1])
+def _progress(settings: Settings, span: MonthSpan) -> Snapshot:
     with session_factory(settings.database_url)() as s:
-        row = s.execute(
-            select(
-                func.count(),
-                func.count().filter(BackfillLog.status == "completed"),
-                func.count().filter(BackfillLog.status == "failed"),
-                func.count().filter(BackfillLog.status == "processing"),
-                func.coalesce(func.sum(BackfillLog.isbns_resolved), 0),
-                func.coalesce(func.sum(BackfillLog.books_generated), 0),
-            ).where(in_range)
-        ).one()
-    total, done, failed, processing, resolved, generated = (int(v) for v in row)
-    return Snapshot(
-        total, done, failed, total - done - failed - processing, processing, resolved, generated
-    )
+        return Snapshot(stats.status_counts(s, span), stats.book_totals(s, span))
 
 
 def _quota(settings: Settings) -> dict[str, str]:
@@ -120,7 +121,7 @@ def counts_text(p: Snapshot) -> str:
 def detail_line(p: Snapshot, usage: dict[str, str], width: int) -> str:
     """The progress display's second line, fit to ``width``: the optional quotas
     (Open Library, Google Books) are dropped first, then the quota altogether."""
-    books = f"resolved {p.resolved}/{p.generated}"
+    books = f"resolved {p.books.isbns_resolved}/{p.books.books_generated}"
     required = {k: v for k, v in usage.items() if k not in OPTIONAL_QUOTAS}
     for shown in (usage, required):
         line = f"{books} · quota " + " ".join(f"{k} {v}" for k, v in shown.items())
@@ -150,22 +151,15 @@ class _TwoLineProgress(Progress):
         yield Text(self.detail, overflow="fold")
 
 
-def _seed(settings: Settings, start: tuple[int, int], end: tuple[int, int]) -> tuple[int, int, int]:
+def _seed(settings: Settings, span: MonthSpan) -> tuple[int, int, int]:
     """Seed the range; returns (inserted, already there, already completed)."""
+    (start_year, start_month), (end_year, end_month) = span
     with session_factory(settings.database_url)() as s, s.begin():
-        result = scheduler.seed_months(s, start[0], end[0], start_month=start[1], end_month=end[1])
-        done = s.scalar(
-            select(func.count())
-            .select_from(BackfillLog)
-            .where(
-                tuple_(BackfillLog.year, BackfillLog.month)
-                >= tuple_(literal(start[0]), literal(start[1])),
-                tuple_(BackfillLog.year, BackfillLog.month)
-                <= tuple_(literal(end[0]), literal(end[1])),
-                BackfillLog.status == "completed",
-            )
+        result = scheduler.seed_months(
+            s, start_year, end_year, start_month=start_month, end_month=end_month
         )
-    return result.inserted, result.existing, int(done or 0)
+        done = stats.status_counts(s, span).completed
+    return result.inserted, result.existing, done
 
 
 def _cron_secret(env: dict[str, str]) -> str | None:
@@ -284,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             "(set GEMINI_API_KEY, XAI_API_KEY and ISBNDB_API_KEY to use the real APIs)."
         )
     settings = load_settings()
-    inserted, existing, done = _seed(settings, args.start, args.end)
+    span: MonthSpan = (args.start, args.end)
+    inserted, existing, done = _seed(settings, span)
     label = f"{args.start[0]}-{args.start[1]:02d} … {args.end[0]}-{args.end[1]:02d}"
     console.print(f"Seeded {inserted} new months in {label} ({existing} already there).")
     if existing and done == inserted + existing:
@@ -332,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         if not _wait_http(f"{web}/healthz", 90):
             console.print(f"[red]the web app did not come up; see {log_path}[/red]")
             return 1
-        code = _watch(settings, args.start, args.end, args.timeout, stack)
+        code = _watch(settings, span, args.timeout, stack)
     except KeyboardInterrupt:
         code = 130
     finally:
@@ -366,8 +361,7 @@ def _warn_if_kept_stack(pid_file: Path) -> None:
 
 def _watch(
     settings: Settings,
-    start: tuple[int, int],
-    end: tuple[int, int],
+    span: MonthSpan,
     timeout: float,
     stack: subprocess.Popen[bytes],
 ) -> int:
@@ -377,10 +371,10 @@ def _watch(
     last = ""
     bar = _TwoLineProgress(*columns, console=console, transient=False, disable=not live)
     with bar:
-        first = _progress(settings, start, end)
+        first = _progress(settings, span)
         task = bar.add_task("backfill", total=first.total, counts=counts_text(first))
         while True:
-            p = _progress(settings, start, end)
+            p = _progress(settings, span)
             usage = _quota(settings)
             bar.detail = detail_line(p, usage, console.width)
             bar.update(task, completed=p.done + p.failed, counts=counts_text(p))

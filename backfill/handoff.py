@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session
 
+from backfill import months
 from backfill.broker import HandoffMessage, HandoffPublisher, KombuHandoffPublisher
 from backfill.config import Settings, get_settings
 from backfill.models import BackfillLog, Candidate, Handoff
@@ -161,15 +162,6 @@ def _unsent(session: Session, backfill_id: int) -> list[tuple[int, HandoffMessag
     ]
 
 
-# Distinct ISBNs of the month's sent current batches: what isbns_queued counts.
-_RECOUNT = text(
-    "UPDATE backfill_log SET isbns_queued = ("
-    " SELECT count(DISTINCT isbn) FROM handoffs h, unnest(h.isbns) AS isbn"
-    " WHERE h.backfill_id = :id AND h.sent_at IS NOT NULL AND h.superseded_at IS NULL)"
-    " WHERE id = :id"
-)
-
-
 def _mark_sent(session: Session, backfill_id: int, handoff_id: int) -> None:
     # The month row first: the lock order regenerate uses too (no deadlock).
     session.execute(select(BackfillLog.id).where(BackfillLog.id == backfill_id).with_for_update())
@@ -181,7 +173,7 @@ def _mark_sent(session: Session, backfill_id: int, handoff_id: int) -> None:
     # A recount, not an increment: a batch confirmed twice (two senders) counts once.
     # Plain SQL on purpose: the hand-off is not a change of the month's state, so
     # backfill_log.updated_at stays as the month's last transition left it.
-    session.execute(_RECOUNT, {"id": backfill_id})
+    months.recount_queued(session, backfill_id)
 
 
 def send(session: Session, backfill_id: int, publisher: HandoffPublisher) -> HandoffResult:
@@ -290,7 +282,5 @@ def reset(session: Session, year: int, month: int) -> int:
     superseded = session.execute(
         update(Handoff).where(*_current(row.id)).values(superseded_at=func.clock_timestamp())
     )
-    # An UPDATE, not an attribute: the recount is plain SQL, so the loaded row may
-    # still hold an older value and the ORM would see nothing to write.
-    session.execute(update(BackfillLog).where(BackfillLog.id == row.id).values(isbns_queued=0))
+    months.reset_queued(session, row.id)
     return int(superseded.rowcount)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from backfill.config import Settings, get_settings
+from backfill.constants import TASK_PROCESS_MONTH
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "backfill_log_context", default=None
@@ -68,7 +69,7 @@ class ContextFilter(logging.Filter):
             setattr(record, key, ctx.get(key, getattr(record, key, None)))
         if ctx.get("month") and ctx.get("job_id"):
             self._remember(str(ctx["job_id"]), str(ctx["month"]))
-        elif isinstance(record.args, dict) and record.args.get("name") == "backfill.process_month":
+        elif isinstance(record.args, dict) and record.args.get("name") == TASK_PROCESS_MONTH:
             self._celery_line(record, record.args)
         if self.secrets:
             message = record.getMessage()

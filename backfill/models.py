@@ -30,6 +30,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from backfill.constants import (
+    CANDIDATE_STATUSES,
+    MAX_YEAR,
+    MIN_YEAR,
+    MONTH_STATUSES,
+)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK constraint's text: ``column IN ('a','b')``."""
+    return f"{column} IN (" + ",".join(f"'{v}'" for v in values) + ")"
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -37,14 +50,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-STATUSES = ("pending", "processing", "completed", "failed", "retry")
-PROVIDERS = ("gemini", "xai", "isbndb", "openlibrary", "googlebooks")
-GENERATORS = ("gemini", "xai")
-# A generated book's fate: waiting for (more) resolution, resolved to an ISBN-13,
-# not found anywhere (kept, tried again by re-resolution), or named only with an
-# ISBN that fails its checksum (a hallucination: kept, never looked up).
-BOOK_STATUSES = ("pending", "resolved", "unresolved", "invalid_isbn")
 
 
 class Base(DeclarativeBase):
@@ -72,9 +77,9 @@ class BackfillLog(Base):
     __table_args__ = (
         UniqueConstraint("year", "month", name="uq_backfill_log_year_month"),
         CheckConstraint("month BETWEEN 1 AND 12", name="month_range"),
-        CheckConstraint("year BETWEEN 1900 AND 2100", name="year_range"),
+        CheckConstraint(f"year BETWEEN {MIN_YEAR} AND {MAX_YEAR}", name="year_range"),
         CheckConstraint(
-            "status IN ('pending','processing','completed','failed','retry')",
+            _one_of("status", MONTH_STATUSES),
             name="status_valid",
         ),
         CheckConstraint("retry_count >= 0", name="retry_count_nonnegative"),
@@ -258,9 +263,7 @@ class Candidate(Base):
 
     __tablename__ = "candidates"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending','resolved','unresolved','invalid_isbn')", name="status_valid"
-        ),
+        CheckConstraint(_one_of("status", CANDIDATE_STATUSES), name="status_valid"),
         CheckConstraint("(status = 'resolved') = (isbn13 IS NOT NULL)", name="resolved_has_isbn"),
         CheckConstraint("tries >= 0", name="tries_nonnegative"),
         Index("ix_candidates_backfill_id", "backfill_id"),

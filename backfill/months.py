@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from backfill.attempts import AttemptStats
@@ -108,8 +108,13 @@ def claim(
     job_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Mark a locked row ``processing`` under a fresh job id and lease (the
-    caller closes the attempts of a lost claim first: :func:`take_back_lost`)."""
+    caller closes the attempts of a lost claim first: :func:`take_back_lost`).
+    As the original system does: a month taken from ``retry`` gets
+    ``last_retry_at = now``, and its last error is cleared (its attempts keep it)."""
     job_id = job_id or uuid.uuid4()
+    if row.status == "retry":
+        row.last_retry_at = now
+    row.error_message = None
     if reset_budget:
         row.retry_count = 0
     row.status = "processing"
@@ -242,17 +247,6 @@ def reap_expired_leases(session: Session, settings: Settings, now: dt.datetime) 
         reaped.append(f"{row.label}:{take_back_lost(session, row, settings, now)}")
     session.flush()
     return reaped
-
-
-def blocked_until(session: Session, settings: Settings) -> dict[str, dt.datetime]:
-    """Providers whose exhaustion stops every month until their reset."""
-    from backfill import quota
-
-    blocked = quota.blocked_providers(session, settings)
-    generators_out = "gemini" in blocked and ("xai" in blocked or not settings.xai_enabled)
-    if "isbndb" in blocked or generators_out:
-        return blocked
-    return {}
 
 
 def try_lock(conn: Connection, row_id: int) -> bool:
@@ -496,6 +490,53 @@ def refuse_stale(session: Session, year: int, month: int, job_id: uuid.UUID | No
         _close_attempts(session, row.id, job_id, "refused", "message refused: month not claimable")
 
 
+# backfill_log's per-month counter of each provider's requests (migration 0004 adds
+# the Open Library and Google Books ones); month_attempts has the same columns.
+CALL_COLUMNS = {
+    "gemini": "gemini_calls",
+    "xai": "xai_calls",
+    "isbndb": "isbndb_calls",
+    "openlibrary": "openlibrary_calls",
+    "googlebooks": "googlebooks_calls",
+}
+
+
+def count_call(conn: Connection, provider: str, backfill_id: int, attempt_id: int | None) -> None:
+    """One request sent for a month: +1 on its ``*_calls`` counter and on its
+    attempt's (when given), in one statement, so they can never disagree. Runs in
+    the caller's transaction (the quota ledger's, with the request's reservation)."""
+    column = CALL_COLUMNS[provider]
+    conn.execute(
+        text(
+            f"WITH attempt AS (UPDATE month_attempts SET {column} = {column} + 1"
+            " WHERE id = :attempt AND backfill_id = :id)"
+            f" UPDATE backfill_log SET {column} = {column} + 1 WHERE id = :id"
+        ),
+        {"id": backfill_id, "attempt": attempt_id},
+    )
+
+
+def recount_queued(session: Session, backfill_id: int) -> None:
+    """``isbns_queued``: the distinct ISBNs of the month's sent, current hand-off
+    batches (recounted, never incremented, so a batch confirmed twice counts once)."""
+    session.execute(
+        text(
+            "UPDATE backfill_log SET isbns_queued = ("
+            " SELECT count(DISTINCT isbn) FROM handoffs h, unnest(h.isbns) AS isbn"
+            " WHERE h.backfill_id = :id AND h.sent_at IS NOT NULL AND h.superseded_at IS NULL)"
+            " WHERE id = :id"
+        ),
+        {"id": backfill_id},
+    )
+
+
+def reset_queued(session: Session, backfill_id: int) -> None:
+    """``isbns_queued`` back to 0 (its batches were superseded). An UPDATE, not an
+    attribute: the recount is plain SQL, so a loaded row may hold an older value
+    and the ORM would see nothing to write."""
+    session.execute(update(BackfillLog).where(BackfillLog.id == backfill_id).values(isbns_queued=0))
+
+
 def record_counts(session: Session, row_id: int, books_generated: int, isbns_resolved: int) -> None:
     """Set a month's book counters (from its candidates); its status is left alone,
     so a completed month stays completed when re-resolution finds more books."""
@@ -509,6 +550,23 @@ def record_counts(session: Session, row_id: int, books_generated: int, isbns_res
             resolution_rate=Decimal(str(rate)),
         )
     )
+
+
+def retry(session: Session, year: int, month: int) -> BackfillLog:
+    """An operator's retry: a failed month (or one waiting out its retry backoff)
+    back to ``pending`` with a fresh retry budget; refused when already pending,
+    completed or under a live lease."""
+    row = lock_for_manual_claim(session, year, month)
+    if row.status == "pending":
+        raise MonthNotClaimable(f"{row.label} is already pending: the next schedule run takes it")
+    close_for_operator(session, row, "retried by the operator")
+    row.status = "pending"
+    row.retry_count = 0
+    row.not_before = None
+    row.job_id = None
+    row.lease_expires_at = None
+    session.flush()
+    return row
 
 
 def reopen(session: Session, year: int, month: int) -> BackfillLog:

@@ -1,6 +1,6 @@
 """One month's work, independent of Celery: generate once, merge, resolve, count.
 
-:func:`run_month` takes the caller's session. Paid work is never lost:
+:func:`generate_and_resolve` takes the caller's session. Paid work is never lost:
 
 * a generator's answer is stored (raw list and merged candidates) and
   ``checkpoint()`` -- the caller's commit -- runs right after, so a later error
@@ -38,10 +38,10 @@ from backfill.resolve import Clients, Resolver
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttemptStats", "generate", "run_month"]
+__all__ = ["AttemptStats", "generate", "generate_and_resolve"]
 
 
-def run_month(
+def generate_and_resolve(
     session: Session,
     *,
     year: int,
@@ -50,7 +50,7 @@ def run_month(
     batch_size: int,
     stats: AttemptStats,
     settings: Settings | None = None,
-    heartbeat: Callable[[], None] | None = None,
+    renew_lease: Callable[[], None] | None = None,
     checkpoint: Callable[[], None] | None = None,
     attempt_id: int | None = None,
 ) -> AttemptStats:
@@ -62,7 +62,7 @@ def run_month(
     still waiting for it, ProviderError when ISBNdb stays down.
     """
     settings = settings or get_settings()
-    beat = heartbeat or (lambda: None)
+    renew = renew_lease or (lambda: None)
     keep = checkpoint or session.flush
     stats.prompt_version = prompts.prompt_version(prompt_variant)
     backfill_id = get_month(session, year, month).id
@@ -82,13 +82,13 @@ def run_month(
             keep()  # the answer is kept with the calls it charged
         if not answers and not stored:
             raise _no_list(errors)
-    beat()
+    renew()
 
     pending = candidates.of_month(session, backfill_id, ("pending",))
     clients = Clients.open(settings)
     try:
         Resolver(
-            session, settings, clients, year=year, month=month, checkpoint=keep, heartbeat=beat
+            session, settings, clients, year=year, month=month, checkpoint=keep, renew_lease=renew
         ).run(pending)
     finally:
         for client in (clients.isbndb, clients.openlibrary, clients.googlebooks):

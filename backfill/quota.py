@@ -46,10 +46,11 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from backfill import months
 from backfill.config import Settings, get_settings
-from backfill.db import get_engine
+from backfill.constants import PROVIDERS
+from backfill.db import db_now, get_engine
 from backfill.exceptions import QuotaExhausted
-from backfill.models import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +182,6 @@ def next_reset(settings: Settings | None = None, now: dt.datetime | None = None)
     return day_start(settings, now) + dt.timedelta(days=1)
 
 
-def _db_now(conn: Connection | Session) -> dt.datetime:
-    value = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-    assert isinstance(value, dt.datetime)
-    return value
-
-
 def _lock(conn: Connection, provider: str) -> None:
     """Serialize ``provider``'s reservations until the transaction ends."""
     conn.execute(
@@ -199,15 +194,6 @@ def _lock(conn: Connection, provider: str) -> None:
 _charged_month: contextvars.ContextVar[tuple[int, int | None] | None] = contextvars.ContextVar(
     "backfill_charged_month", default=None
 )
-# backfill_log's per-month counter of each provider's requests (migration 0004 adds
-# the Open Library and Google Books ones); month_attempts has the same columns.
-_CALL_COLUMNS = {
-    "gemini": "gemini_calls",
-    "xai": "xai_calls",
-    "isbndb": "isbndb_calls",
-    "openlibrary": "openlibrary_calls",
-    "googlebooks": "googlebooks_calls",
-}
 
 
 @contextlib.contextmanager
@@ -226,19 +212,8 @@ def charging(backfill_id: int, attempt_id: int | None = None) -> Iterator[None]:
 
 def _charge(conn: Connection, provider: str) -> None:
     charged = _charged_month.get()
-    if charged is None:
-        return
-    backfill_id, attempt_id = charged
-    column = _CALL_COLUMNS[provider]
-    # One statement for both counters: they can never disagree.
-    conn.execute(
-        text(
-            f"WITH attempt AS (UPDATE month_attempts SET {column} = {column} + 1"
-            " WHERE id = :attempt AND backfill_id = :id)"
-            f" UPDATE backfill_log SET {column} = {column} + 1 WHERE id = :id"
-        ),
-        {"id": backfill_id, "attempt": attempt_id},
-    )
+    if charged is not None:
+        months.count_call(conn, provider, *charged)
 
 
 def _spent(conn: Connection, provider: str, start: dt.datetime, limits: Limits) -> str:
@@ -299,7 +274,7 @@ def _try_reserve(
     rule = spacing_rule(limits, settings.rate_margin)
     with conn.begin() as tx:
         _lock(conn, provider)
-        now = _db_now(conn)
+        now = db_now(conn)
         start = day_start(settings, now)
         day = conn.execute(
             _RESERVE_DAY, {"provider": provider, "start": start, "limit": limits.daily}
@@ -332,7 +307,7 @@ def _try_reserve(
         _charge(conn, provider)
         # Measured as late as possible: only the commit lies between this reading
         # and the caller's clock, the same few milliseconds in every process.
-        ahead = (slot - _db_now(conn)).total_seconds()
+        ahead = (slot - db_now(conn)).total_seconds()
         return Grant(slot, probe), ahead  # commits on leaving the block
 
 
@@ -407,7 +382,7 @@ def mark_exhausted(provider: str, settings: Settings | None = None) -> dt.dateti
     limits_for(provider, settings)  # reject an unknown provider early
     with get_engine(settings.database_url).begin() as conn:
         _lock(conn, provider)
-        now = _db_now(conn)
+        now = db_now(conn)
         start = day_start(settings, now)
         conn.execute(
             text(
@@ -451,7 +426,7 @@ def clear_exhausted(provider: str, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     with get_engine(settings.database_url).begin() as conn:
         _lock(conn, provider)
-        start = day_start(settings, _db_now(conn))
+        start = day_start(settings, db_now(conn))
         conn.execute(
             text(
                 "UPDATE quota_usage SET exhausted = false WHERE provider = :provider"
@@ -472,7 +447,7 @@ def near_daily_limit(provider: str, settings: Settings | None = None) -> bool:
     settings = settings or get_settings()
     limit = limits_for(provider, settings).daily
     with get_engine(settings.database_url).connect() as conn:
-        start = day_start(settings, _db_now(conn))
+        start = day_start(settings, db_now(conn))
         used = conn.execute(
             text(
                 "SELECT calls FROM quota_usage WHERE provider = :provider AND \"window\" = 'day'"
@@ -487,7 +462,7 @@ def near_daily_limit(provider: str, settings: Settings | None = None) -> bool:
 def daily_usage(session: Session, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """Today's usage per provider: used, limit, remaining, exhausted, resets_at (ISO)."""
     settings = settings or get_settings()
-    start = day_start(settings, _db_now(session))
+    start = day_start(settings, db_now(session))
     rows = session.execute(
         text(
             "SELECT provider, calls, exhausted FROM quota_usage WHERE \"window\" = 'day'"
@@ -522,10 +497,10 @@ def blocked_providers(session: Session, settings: Settings | None = None) -> dic
 
     Every provider is listed, the optional resolvers (Open Library, Google Books)
     included; which exhaustion stops every month is decided by
-    :func:`backfill.months.blocked_until` (ISBNdb, or both generators), not here.
+    :func:`backfill.scheduler.blocked_until` (ISBNdb, or both generators), not here.
     """
     settings = settings or get_settings()
-    now = _db_now(session)
+    now = db_now(session)
     probes = {
         str(row.provider): row.window_start
         for row in session.execute(

@@ -106,12 +106,12 @@ class Resolver:
         year: int,
         month: int,
         checkpoint: Callable[[], None],
-        heartbeat: Callable[[], None],
+        renew_lease: Callable[[], None],
         reresolving: bool = False,
     ) -> None:
         self.session, self.settings, self.clients = session, settings, clients
         self.year, self.month = year, month
-        self.checkpoint, self.heartbeat = checkpoint, heartbeat
+        self.checkpoint, self.renew_lease = checkpoint, renew_lease
         self.reresolving = reresolving
         self.records: dict[str, dict[str, Any] | None] = {}  # ISBN-13 -> ISBNdb record
         self.isbndb_out: QuotaExhausted | None = None
@@ -163,7 +163,7 @@ class Resolver:
                     continue
                 case.searched.append(source)
                 self._search(case, source)
-                self.heartbeat()
+                self.renew_lease()
         self._verify(everyone)
 
     def _should(self, case: Case, source: str) -> bool:
@@ -258,7 +258,7 @@ class Resolver:
                 [Lookup("isbn", i, i if i in found else None, _slim(found.get(i))) for i in asked],
             )
             self.checkpoint()
-            self.heartbeat()
+            self.renew_lease()
         for case in open_cases:
             ready = [i for i in case.pool if i not in case.checked and i in self.records]
             if len(ready) < len(set(case.pool) - case.checked):

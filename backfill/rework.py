@@ -164,7 +164,7 @@ def _one_month(
                 year=year,
                 month=month,
                 checkpoint=session.commit,
-                heartbeat=lambda: None,
+                renew_lease=lambda: None,
                 reresolving=True,
             ).run(rows)
     except (QuotaExhausted, ProviderError) as exc:

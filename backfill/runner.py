@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from backfill import handoff, months, pipeline, quota
 from backfill.config import Settings, get_settings
-from backfill.db import get_engine, session_factory
+from backfill.db import db_now, get_engine, session_factory
 from backfill.exceptions import (
     AttemptInterrupted,
     MonthClosed,
@@ -92,7 +92,8 @@ def _rollback_quietly(session: Session) -> None:
 
 
 class _LeaseKeeper:
-    """The pipeline's heartbeat: renews the lease at most every lease/3 seconds."""
+    """Called by the pipeline between steps: renews the month's lease (in the
+    attempt's database) at most every lease/3 seconds."""
 
     def __init__(self, claim: months.Claim, settings: Settings) -> None:
         self.claim = claim
@@ -102,7 +103,7 @@ class _LeaseKeeper:
     def __call__(self) -> None:
         if time.monotonic() - self.last < self.settings.lease_seconds / 3:
             return
-        with session_factory()() as s, s.begin():
+        with session_factory(self.settings.database_url)() as s, s.begin():
             if not months.renew_lease(s, self.claim, self.settings):
                 log.warning(
                     "lease of %s was taken back; finishing under the advisory lock",
@@ -221,7 +222,7 @@ def _run(
     started = time.monotonic()
     try:
         with quota.charging(claim.row_id, claim.attempt_id):
-            pipeline.run_month(
+            pipeline.generate_and_resolve(
                 session,
                 year=year,
                 month=month,
@@ -229,7 +230,7 @@ def _run(
                 batch_size=batch_size or claim.batch_size,
                 stats=stats,
                 settings=settings,
-                heartbeat=_LeaseKeeper(claim, settings),
+                renew_lease=_LeaseKeeper(claim, settings),
                 # Each generator answer and resolution answer is committed as it
                 # arrives: a later failure in the attempt cannot roll it back.
                 checkpoint=session.commit,
@@ -247,7 +248,7 @@ def _run(
             raise  # not the month's failure: nothing is recorded against it
         _keep_partial_work(session)
         countdown = backoff(claim.retry_count + 1, settings)
-        retry_at = months.db_now(session) + dt.timedelta(seconds=countdown)
+        retry_at = db_now(session) + dt.timedelta(seconds=countdown)
         status = months.fail_attempt(session, claim, _error_text(exc), stats, settings, retry_at)
         session.commit()
         log.warning("attempt %d failed (%s): %s", claim.attempt, status, _error_text(exc))

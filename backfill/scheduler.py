@@ -29,19 +29,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from backfill import months
+from backfill import months, quota
 from backfill.broker import CeleryPublisher, MonthMessage, Publisher
 from backfill.config import Settings, get_settings
-from backfill.control import heartbeat, is_paused
+from backfill.constants import MAX_YEAR, MIN_YEAR, MONTH_STATUSES
+from backfill.control import is_paused, record_schedule_run
 from backfill.control import set_paused as set_paused  # its old home: callers import it here
-from backfill.exceptions import InvalidInput, MonthNotClaimable
-from backfill.models import STATUSES, BackfillLog, MonthAttempt
+from backfill.db import db_now
+from backfill.exceptions import InvalidInput
+from backfill.models import BackfillLog, MonthAttempt
+from backfill.stats.reports import ScheduledMonth
 
 log = logging.getLogger(__name__)
 
 CONTEMPORARY_FROM = 2020
 SEED_BATCH_SIZE = 20
-MIN_YEAR, MAX_YEAR = 1900, 2100
 
 
 class SeedResult(NamedTuple):
@@ -52,41 +54,6 @@ class SeedResult(NamedTuple):
     existing: int
 
 
-@dataclass(frozen=True)
-class MonthInfo:
-    """What the API and CLI show of one month."""
-
-    year: int
-    month: int
-    status: str
-    job_id: str | None = None
-    books_generated: int = 0
-    isbns_resolved: int = 0
-    resolution_rate: float = 0.0
-    error_message: str | None = None
-    retry_count: int = 0
-    isbns_queued: int = 0
-
-    @classmethod
-    def of(cls, row: BackfillLog) -> MonthInfo:
-        return cls(
-            year=row.year,
-            month=row.month,
-            status=row.status,
-            job_id=str(row.job_id) if row.job_id else None,
-            books_generated=row.books_generated or 0,
-            isbns_resolved=row.isbns_resolved or 0,
-            resolution_rate=float(row.resolution_rate or 0),
-            error_message=row.error_message,
-            retry_count=row.retry_count or 0,
-            isbns_queued=row.isbns_queued or 0,
-        )
-
-    @property
-    def label(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-
 @dataclass
 class ScheduleResult:
     """The outcome of one :func:`schedule` call."""
@@ -94,14 +61,14 @@ class ScheduleResult:
     dry_run: bool
     batch_size: int
     paused: bool = False
-    months: list[MonthInfo] = field(default_factory=list)
+    months: list[ScheduledMonth] = field(default_factory=list)
     triggered: int = 0
     skipped: int = 0
     # one {"year", "month", "error"} per failed publish (the API counts them in
     # execution_summary.errors and lists them in execution_errors)
     errors: list[dict[str, Any]] = field(default_factory=list)
     # months per status, read in the claim's transaction (see schedule())
-    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MONTH_STATUSES, 0))
     reaped: list[str] = field(default_factory=list)
     # providers whose spent quota stops every month, until when (ISO): nothing is
     # claimed (or, in a dry run, listed) while this is not empty
@@ -120,7 +87,7 @@ class ScheduleResult:
         return None
 
     @property
-    def dispatched(self) -> list[MonthInfo]:
+    def dispatched(self) -> list[ScheduledMonth]:
         """The months claimed *and* published (none in a dry run)."""
         if self.dry_run:
             return []
@@ -228,20 +195,11 @@ def candidates_query(
 
 def status_totals(session: Session) -> dict[str, int]:
     """How many months are in each status (every status present)."""
-    totals = dict.fromkeys(STATUSES, 0)
+    totals = dict.fromkeys(MONTH_STATUSES, 0)
     rows = session.execute(select(BackfillLog.status, func.count()).group_by(BackfillLog.status))
     for status, n in rows:
         totals[str(status)] = int(n)
     return totals
-
-
-def _dispatching(row: BackfillLog, now: dt.datetime) -> None:
-    """What the original system also does to a row it dispatches: a month taken
-    from ``retry`` gets ``last_retry_at = now``, and the last error is cleared
-    (the month's attempts keep it)."""
-    if row.status == "retry":
-        row.last_retry_at = now
-    row.error_message = None
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -250,6 +208,16 @@ def check_batch_size(batch_size: object) -> int:
     if not 1 <= batch_size <= 50:
         raise InvalidInput("batch_size", "must be between 1 and 50")
     return batch_size
+
+
+def blocked_until(session: Session, settings: Settings) -> dict[str, dt.datetime]:
+    """Providers whose exhausted quota stops every month until their reset: ISBNdb
+    (every month resolves through it), or every enabled generator."""
+    blocked = quota.blocked_providers(session, settings)
+    generators_out = "gemini" in blocked and ("xai" in blocked or not settings.xai_enabled)
+    if "isbndb" in blocked or generators_out:
+        return blocked
+    return {}
 
 
 def schedule(
@@ -265,7 +233,7 @@ def schedule(
     settings = settings or get_settings()
     check_batch_size(batch_size)
     _year_bounds(year_range, settings)
-    now = months.db_now(session)
+    now = db_now(session)
     result = ScheduleResult(dry_run=dry_run, batch_size=batch_size, paused=is_paused(session))
     query = candidates_query(settings, now, year_range, force_retry, batch_size)
 
@@ -276,13 +244,13 @@ def schedule(
         result.totals = status_totals(session)
         if result.paused:
             return result
-        blocked = months.blocked_until(session, settings)
+        blocked = blocked_until(session, settings)
         result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
         savepoint = session.begin_nested()
         try:
             months.reap_expired_leases(session, settings, now)
             months.settle_spent(session, settings, now)
-            found = [MonthInfo.of(row) for row in session.scalars(query)]
+            found = [ScheduledMonth.of(row) for row in session.scalars(query)]
         finally:
             savepoint.rollback()
         if blocked:
@@ -296,11 +264,11 @@ def schedule(
 
     result.reaped = months.reap_expired_leases(session, settings, now)
     result.settled = months.settle_spent(session, settings, now)
-    blocked = months.blocked_until(session, settings)
+    blocked = blocked_until(session, settings)
     if blocked:
         result.blocked_until = {k: v.isoformat() for k, v in blocked.items()}
         result.skipped = len(session.scalars(query).all())
-        heartbeat(session, now, 0)
+        record_schedule_run(session, now, 0)
         result.totals = status_totals(session)
         session.commit()
         return result
@@ -308,7 +276,6 @@ def schedule(
     claimed = session.scalars(query.with_for_update(skip_locked=True)).all()
     messages: list[MonthMessage] = []
     for row in claimed:
-        _dispatching(row, now)
         fresh = months.out_of_budget(row, settings)
         job_id = months.claim(session, row, settings, now, reset_budget=fresh)
         messages.append(MonthMessage(job_id, row.year, row.month, row.batch_size))
@@ -316,17 +283,17 @@ def schedule(
     # a request whose claims committed must not fail on a read afterwards.
     result.totals = status_totals(session)
     session.commit()  # the claims are durable before any message exists
-    result.months = [MonthInfo.of(row) for row in claimed]
+    result.months = [ScheduledMonth.of(row) for row in claimed]
     # From here on the claims are done: a database error (say, no pooled
     # connection) is logged, never raised, so the work done is still reported.
     try:
-        # The heartbeat row is shared by every scheduler: written in its own short
+        # The last_schedule row is shared by every scheduler: written in its own short
         # transaction so concurrent schedulers never queue on it while claiming.
-        heartbeat(session, now, len(claimed))
+        record_schedule_run(session, now, len(claimed))
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
-        log.warning("schedule: heartbeat not recorded: %r", exc)
+        log.warning("schedule: last_schedule not recorded: %r", exc)
 
     errors = (publisher or CeleryPublisher()).publish(messages)
     by_job = {row.job_id: (i, row) for i, row in enumerate(claimed)}
@@ -343,7 +310,7 @@ def schedule(
         if status != "processing":
             result.totals["processing"] -= 1
             result.totals[status] += 1
-        result.months[i] = MonthInfo.of(row)
+        result.months[i] = ScheduledMonth.of(row)
     result.triggered = len(claimed) - len(errors)
     return result
 
@@ -355,17 +322,16 @@ def dispatch_month(
     batch_size: int | None = None,
     publisher: Publisher | None = None,
     settings: Settings | None = None,
-) -> MonthInfo:
+) -> ScheduledMonth:
     """Claim one month by hand (any state but completed or live-leased) and publish it
     (a month out of budget gets a fresh one; a lost claim's attempt is closed first)."""
     settings = settings or get_settings()
     if batch_size is not None:
         check_batch_size(batch_size)
     row = months.lock_for_manual_claim(session, year, month)
-    now = months.db_now(session)
+    now = db_now(session)
     if row.status == "processing":  # its lease ran out: the worker was lost
         months.take_back_lost(session, row, settings, now)
-    _dispatching(row, now)
     fresh = months.out_of_budget(row, settings)
     job_id = months.claim(session, row, settings, now, reset_budget=fresh)
     size = batch_size or row.batch_size
@@ -374,28 +340,13 @@ def dispatch_month(
     if errors:
         months.defer_publish(session, row, job_id, errors[job_id], settings)
         session.commit()
-    return MonthInfo.of(row)
+    return ScheduledMonth.of(row)
 
 
 def retry_month(session: Session, year: int, month: int) -> BackfillLog:
     """Put a failed month (or one waiting out its retry backoff) back in the queue
     with a fresh retry budget; a month already pending is refused (nothing to do)."""
-    row = months.lock_for_manual_claim(session, year, month)
-    if row.status == "pending":
-        raise MonthNotClaimable(f"{row.label} is already pending: the next schedule run takes it")
-    months.close_for_operator(session, row, "retried by the operator")
-    row.status = "pending"
-    row.retry_count = 0
-    row.not_before = None
-    row.job_id = None
-    row.lease_expires_at = None
-    session.flush()
-    return row
-
-
-def get_month(session: Session, year: int, month: int) -> BackfillLog:
-    """The row of one month (raises MonthNotFound)."""
-    return months.get(session, year, month)
+    return months.retry(session, year, month)
 
 
 def attempts_of(session: Session, row: BackfillLog) -> list[MonthAttempt]:

@@ -14,9 +14,9 @@ import math
 import re
 import uuid
 
+from backfill.constants import MAX_YEAR, MIN_YEAR
 from backfill.exceptions import InvalidInput
 
-MIN_YEAR, MAX_YEAR = 1900, 2100
 MIN_BATCH, MAX_BATCH = 1, 50
 # A hundred years: far beyond any candidate's age, and well inside timedelta's range.
 MAX_OLDER_THAN_DAYS = 36500
@@ -46,7 +46,7 @@ def month_task_args(
 
 
 def parse_month(value: object, name: str = "month") -> tuple[int, int]:
-    """``"YYYY-MM"`` as ``(year, month)``, years 1900-2100."""
+    """``"YYYY-MM"`` as ``(year, month)``, years MIN_YEAR-MAX_YEAR."""
     match = _MONTH.fullmatch(value) if isinstance(value, str) else None
     if match is None or not MIN_YEAR <= int(match[1]) <= MAX_YEAR or not 1 <= int(match[2]) <= 12:
         raise InvalidInput(name, f"must be YYYY-MM, e.g. 2024-05 (got {value!r})")

@@ -36,9 +36,9 @@ from celery.exceptions import Retry
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from backfill import handoff, months, rework, runner, scheduler
-from backfill.broker import RERESOLVE
 from backfill.celery import app
 from backfill.config import get_settings
+from backfill.constants import TASK_PROCESS_MONTH, TASK_RERESOLVE, TASK_SCHEDULE
 from backfill.db import transaction, unit_of_work
 from backfill.exceptions import AttemptInterrupted, InvalidInput
 from backfill.task_args import month_task_args, reresolve_task_args
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 DB_RETRY_SECONDS = 5
 
 
-@app.task(name="backfill.schedule", bind=True, ignore_result=True)
+@app.task(name=TASK_SCHEDULE, bind=True, ignore_result=True)
 def schedule_task(
     self: Task,
     batch_size: int | None = None,
@@ -158,7 +158,7 @@ def release_cancelled(args: Any, kwargs: Any, reason: str) -> int:
 
 
 @app.task(
-    name="backfill.process_month",
+    name=TASK_PROCESS_MONTH,
     base=MonthTask,
     bind=True,
     ignore_result=True,
@@ -249,7 +249,7 @@ def _retry_limit(task: Task) -> int:
 
 
 @app.task(
-    name=RERESOLVE,
+    name=TASK_RERESOLVE,
     bind=True,
     ignore_result=True,
     # Acknowledged on receipt, unlike the month tasks: a run can outlast

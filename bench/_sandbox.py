@@ -206,7 +206,7 @@ def grade(
 
     precision = stored ISBNs that are a findable book's own ISBN / stored;
     recall = those right ISBNs / the findable in-scope books of ``months``
-    (hallucinated-only books left out), as tests/reliability/test_catalogue_quality.py.
+    (hallucinated-only books left out), as tests/system/reliability/test_catalogue_quality.py.
     """
     first, last = (f"{y:04d}-{m:02d}" for y, m in (months[0], months[-1]))
     table = sandbox.truth_isbns(first, last)["isbns"]

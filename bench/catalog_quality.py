@@ -5,7 +5,7 @@ resolution chain, against ISBNdb alone (the baseline, measured in the same run).
 
     python -m bench.catalog_quality [--concurrency 4] [--timeout 600]
 
-The scenario of tests/reliability/test_catalogue_quality.py, twice: 12 months
+The scenario of tests/system/reliability/test_catalogue_quality.py, twice: 12 months
 (2023-01..2023-12, batch 20) through a real ``celery -A backfill worker`` against
 the sandbox (its own process) with its trap books at the head of both
 generators' lists, 15% server errors on every API, ISBNdb held at 3/s and Open

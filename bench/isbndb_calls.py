@@ -3,7 +3,7 @@ one-lookup-per-book approach (the baseline, same run) -- and the 429s seen.
 
     python -m bench.isbndb_calls [--months 6] [--rate 20]
 
-The real pipeline (``pipeline.run_month``) runs over the same months against the
+The real pipeline (``pipeline.generate_and_resolve``) runs over the same months against the
 sandbox, once with ``ISBNDB_BULK_ENABLED`` on and once off, each from an empty
 database; then once more with bulk on over the same months, warm (the lookup
 cache and the books already stored). The naive approach asks ISBNdb about every
@@ -35,11 +35,11 @@ def months(n: int) -> list[tuple[int, int]]:
 def run_pipeline(url: str, todo: list[tuple[int, int]], settings: Any) -> dict[str, int]:
     """The real pipeline over ``todo``, each month committed as the task does."""
     from backfill.db import session_factory
-    from backfill.pipeline import AttemptStats, run_month
+    from backfill.pipeline import AttemptStats, generate_and_resolve
     from backfill.providers import prompts
     from backfill.scheduler import seed_months
 
-    with session_factory(url)() as session:  # run_month works on seeded months only
+    with session_factory(url)() as session:  # generate_and_resolve works on seeded months only
         (y0, m0), (y1, m1) = todo[0], todo[-1]
         seed_months(session, y0, y1, start_month=m0, end_month=m1)
         session.commit()
@@ -47,7 +47,7 @@ def run_pipeline(url: str, todo: list[tuple[int, int]], settings: Any) -> dict[s
     for year, month in todo:
         stats = AttemptStats()
         with session_factory(url)() as session:
-            run_month(
+            generate_and_resolve(
                 session,
                 year=year,
                 month=month,

@@ -37,7 +37,7 @@ def _filters(**given: Any) -> catalogue.BookFilters:
 @click.option("--to", "end", type=Month(), help="last month, inclusive (YYYY-MM)")
 @click.option(
     "--status",
-    type=OneOf(catalogue.BOOK_STATUSES),
+    type=OneOf(catalogue.LISTED_STATUSES),
     help="resolved (with an ISBN-13) or unresolved (open candidates); default both",
 )
 @click.option("--resolver", help="only books resolved by this source, e.g. openlibrary")
@@ -54,7 +54,7 @@ def books(
     month: catalogue.YearMonth | None,
     start: catalogue.YearMonth | None,
     end: catalogue.YearMonth | None,
-    status: catalogue.BookStatus | None,
+    status: catalogue.ListedStatus | None,
     resolver: str | None,
     q: str | None,
     page: int,

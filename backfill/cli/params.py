@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from backfill.constants import MAX_YEAR, MIN_YEAR
 from backfill.task_args import MAX_OLDER_THAN_DAYS
 
 
@@ -39,8 +40,8 @@ class Year(_Type):
     name = "YEAR"
 
     def _parse(self, value: str) -> int:
-        if not re.fullmatch(r"\d{4}", value) or not 1900 <= int(value) <= 2100:
-            raise ValueError("expected a year from 1900 to 2100")
+        if not re.fullmatch(r"\d{4}", value) or not MIN_YEAR <= int(value) <= MAX_YEAR:
+            raise ValueError(f"expected a year from {MIN_YEAR} to {MAX_YEAR}")
         return int(value)
 
 
@@ -54,8 +55,8 @@ class YearRange(_Type):
         if not match:
             raise ValueError("expected a year range such as 2020-2024")
         a, b = int(match[1]), int(match[2] or match[1])
-        if not (1900 <= a <= 2100 and 1900 <= b <= 2100):
-            raise ValueError("years must be from 1900 to 2100")
+        if not (MIN_YEAR <= a <= MAX_YEAR and MIN_YEAR <= b <= MAX_YEAR):
+            raise ValueError(f"years must be from {MIN_YEAR} to {MAX_YEAR}")
         return a, b
 
 
@@ -64,7 +65,7 @@ class Month(_Type):
 
     def _parse(self, value: str) -> tuple[int, int]:
         match = re.fullmatch(r"(\d{4})-(\d{2})", value)
-        if not match or not 1 <= int(match[2]) <= 12 or not 1900 <= int(match[1]) <= 2100:
+        if not match or not 1 <= int(match[2]) <= 12 or not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
             raise ValueError("expected a month as YYYY-MM, e.g. 2024-05")
         return int(match[1]), int(match[2])
 

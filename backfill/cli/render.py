@@ -8,9 +8,9 @@ import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backfill import scheduler, stats
+from backfill import months, stats
 from backfill.cli.app import console, run
-from backfill.models import STATUSES
+from backfill.constants import MONTH_STATUSES
 
 FINAL = ("completed", "failed")
 
@@ -21,7 +21,7 @@ def print_stats(report: stats.StatsReport) -> None:
     counts = report.by_status.model_dump()
     progress = report.progress
     overview.add_row("months", str(report.total_months))
-    for status in STATUSES:
+    for status in MONTH_STATUSES:
         overview.add_row(f"  {status}", str(counts[status]))
     overview.add_row("books generated", str(progress.total_books_generated))
     overview.add_row(
@@ -63,7 +63,7 @@ def wait_for(year: int, month: int, timeout: float, poll: float) -> None:
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=None)  # no known total: a pulsing bar
         while True:
-            row = run(lambda s: stats.month_row(scheduler.get_month(s, year, month)))
+            row = run(lambda s: stats.month_row(months.get(s, year, month)))
             progress.update(
                 task,
                 description=f"{label}: {row.status} · attempt {row.attempts} · "

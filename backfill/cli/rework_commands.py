@@ -7,7 +7,7 @@ import datetime as dt
 import click
 from rich.table import Table
 
-from backfill import rework, scheduler, stats
+from backfill import months, rework, stats
 from backfill.cli.app import cli, console, echo_json, run
 from backfill.cli.month_view import print_month
 from backfill.cli.params import Duration, Month
@@ -44,7 +44,7 @@ def reresolve(
     months a worker is processing are skipped. Beat runs it daily.
     """
     if month is not None:
-        run(lambda s: scheduler.get_month(s, *month))  # an unseeded month: one line, exit 2
+        run(lambda s: months.get(s, *month))  # an unseeded month: one line, exit 2
     if not as_json:
         click.echo("re-resolving under the quotas; this can take minutes", err=True)
     result = rework.reresolve(month, older_than)
@@ -70,7 +70,7 @@ def reresolve(
 @click.option("--json", "as_json", is_flag=True, help="print the months/{YYYY-MM} endpoint's JSON")
 def month_command(month: tuple[int, int], as_json: bool) -> None:
     """One month: its row, its attempts and its generated books (candidates)."""
-    detail = run(lambda s: stats.month_detail(s, scheduler.get_month(s, *month)))
+    detail = run(lambda s: stats.month_detail(s, months.get(s, *month)))
     if as_json:
         echo_json(detail.model_dump(mode="json"))
         return

@@ -1,16 +1,18 @@
-"""``python -m backfill.sandbox --host 127.0.0.1 --port N [--config JSON]
-[--isbndb-rate N] [--isbndb-daily-limit N] [--rate-clock-offset S] [--rate-jitter-ms N]``."""
+"""``backfill-sandbox`` (or ``python -m backfill.sandbox``): ``--host 127.0.0.1 --port N
+[--config JSON] [--isbndb-rate N] [--isbndb-daily-limit N] [--rate-clock-offset S]
+[--rate-jitter-ms N]``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from backfill.sandbox import serve
-from backfill.sandbox.config import ConfigError
+from backfill.sandbox.config import SandboxConfigError
 
 
 def _config(value: str) -> dict[str, Any]:
@@ -22,10 +24,22 @@ def _config(value: str) -> dict[str, Any]:
     return data
 
 
+def _check_free(host: str, port: int) -> None:
+    """Raise OSError when ``host:port`` is taken: werkzeug would report it in
+    several lines and exit 1; here it is one line and exit 2, like any bad argument."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the sandbox until interrupted; a bad argument prints one line and exits 2."""
     parser = argparse.ArgumentParser(
-        prog="python -m backfill.sandbox",
+        prog="backfill-sandbox",
         description="Local emulator of the Gemini, xAI, ISBNdb, Open Library and Google Books "
         "APIs.",
     )
@@ -69,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             config["rate_clock_offset_seconds"] = args.rate_clock_offset
         if args.rate_jitter_ms is not None:
             config["rate_jitter_ms"] = args.rate_jitter_ms
+        _check_free(args.host, args.port)
         serve(args.host, args.port, config)
-    except (ValueError, OSError, ConfigError) as exc:
-        print(f"backfill sandbox: {exc}", file=sys.stderr)
+    except (ValueError, OSError, SandboxConfigError) as exc:
+        print(f"backfill-sandbox: {exc}", file=sys.stderr)
         return 2
     return 0
 

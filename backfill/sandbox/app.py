@@ -10,8 +10,8 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from backfill.sandbox import control, gemini, googlebooks, isbndb, openlibrary, xai
+from backfill.sandbox.plumbing import EXTENSION
 from backfill.sandbox.state import SandboxState
-from backfill.sandbox.web import EXTENSION
 
 
 def create_sandbox_app(config: dict[str, Any] | None = None) -> Flask:
@@ -19,7 +19,7 @@ def create_sandbox_app(config: dict[str, Any] | None = None) -> Flask:
     fault ``config`` applied.
 
     ``config`` has the shape of ``POST /_sandbox/config``; ``POST /_sandbox/reset``
-    returns to it. Raises ``backfill.sandbox.config.ConfigError`` for a bad value.
+    returns to it. Raises ``backfill.sandbox.config.SandboxConfigError`` for a bad value.
     """
     app = Flask(__name__)
     app.extensions[EXTENSION] = SandboxState(config)

@@ -16,6 +16,8 @@ from stdnum import ean
 
 from backfill.sandbox import words
 
+# The service's year range (backfill.constants.MIN_YEAR/MAX_YEAR), copied on purpose:
+# the sandbox plays the outside world and imports nothing of the service.
 YEAR_MIN, YEAR_MAX = 1900, 2100
 SLOTS_PER_MONTH = 40  # most books a month can hold (generators' lists plus spare)
 SLOTS_PER_BOOK = 10  # ISBN slots per book: editions 0..8, 9 = an ISBN nobody knows

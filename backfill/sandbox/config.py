@@ -30,12 +30,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# The sandbox's own copy of the providers (not backfill.constants.PROVIDERS): it plays
+# the outside world and imports nothing of the service.
 PROVIDERS = ("gemini", "xai", "isbndb", "openlibrary", "googlebooks")
 Provider = Literal["gemini", "xai", "isbndb", "openlibrary", "googlebooks"]
 
 
-class ConfigError(ValueError):
-    """A configuration the sandbox refuses; ``field`` names the offending key."""
+class SandboxConfigError(ValueError):
+    """A configuration the sandbox refuses; ``field`` names the offending key.
+
+    Not :class:`backfill.config.ConfigError` (the service's settings): the sandbox
+    imports nothing of the service."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -137,9 +142,9 @@ _MERGED = {
 
 
 def merge(current: SandboxConfig, changes: Any) -> SandboxConfig:
-    """``current`` with ``changes`` merged in; raises ConfigError naming a bad field."""
+    """``current`` with ``changes`` merged in; raises SandboxConfigError (a bad field)."""
     if not isinstance(changes, dict):
-        raise ConfigError("body", "must be a JSON object")
+        raise SandboxConfigError("body", "must be a JSON object")
     data = current.model_dump()
     for key, value in changes.items():
         if key in _MERGED and isinstance(value, dict) and isinstance(data.get(key), dict):
@@ -150,10 +155,10 @@ def merge(current: SandboxConfig, changes: Any) -> SandboxConfig:
 
 
 def validate(data: Any) -> SandboxConfig:
-    """A SandboxConfig from plain data; raises ConfigError naming the first bad field."""
+    """A SandboxConfig from plain data; raises SandboxConfigError (the first bad field)."""
     try:
         return SandboxConfig.model_validate(data or {})
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(part) for part in err["loc"]) or "body"
-        raise ConfigError(field, err["msg"]) from None
+        raise SandboxConfigError(field, err["msg"]) from None

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, request
 from backfill.sandbox import config as cfg
 from backfill.sandbox import grading
 from backfill.sandbox.catalogue import month_catalogue
-from backfill.sandbox.web import get_state, json_response
+from backfill.sandbox.plumbing import get_state, json_response
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
@@ -45,7 +45,7 @@ def update_config() -> Response:
     body = request.get_json(silent=True)
     try:
         new = get_state().configure(body)
-    except cfg.ConfigError as exc:
+    except cfg.SandboxConfigError as exc:
         return json_response(400, {"error": {"field": exc.field, "message": exc.message}})
     return json_response(200, new.model_dump())
 

@@ -19,8 +19,8 @@ from flask import Blueprint, Response, request
 
 from backfill.sandbox import answers, errors, faults
 from backfill.sandbox.catalogue import month_catalogue
+from backfill.sandbox.plumbing import answer, json_response, provider_call
 from backfill.sandbox.state import SandboxState
-from backfill.sandbox.web import answer, json_response, provider_call
 
 bp = Blueprint("gemini", __name__)
 ENDPOINT = "POST /v1beta/models/{model}:generateContent"

@@ -30,8 +30,8 @@ from flask import Blueprint, Response, request
 
 from backfill.sandbox import errors, faults, works
 from backfill.sandbox.editions import Edition, is_print, isbn10
+from backfill.sandbox.plumbing import answer, json_response, provider_call
 from backfill.sandbox.state import SandboxState
-from backfill.sandbox.web import answer, json_response, provider_call
 
 bp = Blueprint("googlebooks", __name__)
 ENDPOINT = "GET /books/v1/volumes"

@@ -27,8 +27,8 @@ from flask import Blueprint, Response, g, request
 
 from backfill.sandbox import codes, errors, faults
 from backfill.sandbox.catalogue import month_catalogue
+from backfill.sandbox.plumbing import answer, json_response, provider_call
 from backfill.sandbox.state import SandboxState
-from backfill.sandbox.web import answer, json_response, provider_call
 from backfill.sandbox.works import record_for_isbn
 
 bp = Blueprint("isbndb", __name__)

@@ -31,8 +31,8 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from backfill.sandbox import codes, errors, faults, works
+from backfill.sandbox.plumbing import answer, json_response, provider_call
 from backfill.sandbox.state import SandboxState
-from backfill.sandbox.web import answer, json_response, provider_call
 
 bp = Blueprint("openlibrary", __name__)
 ENDPOINT = "GET /search.json"

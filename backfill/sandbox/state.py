@@ -35,7 +35,7 @@ class SandboxState:
         return self._config
 
     def configure(self, changes: Any) -> cfg.SandboxConfig:
-        """Merge ``changes`` into the configuration (raises ConfigError)."""
+        """Merge ``changes`` into the configuration (raises SandboxConfigError)."""
         with self._lock:
             new = cfg.merge(self._config, changes)
             if isinstance(changes, dict) and "seed" in changes:

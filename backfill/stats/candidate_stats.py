@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backfill import candidates
-from backfill.models import BOOK_STATUSES, Candidate, MonthAttempt
+from backfill.constants import CANDIDATE_STATUSES
+from backfill.models import Candidate, MonthAttempt
 from backfill.stats.reports import CandidateOut
 
 
@@ -31,7 +32,7 @@ class CandidateTotals:
 
 def candidate_totals(session: Session) -> CandidateTotals:
     """Count candidates by status, those re-resolution found, and the calls reuse saved."""
-    by_status = dict.fromkeys(BOOK_STATUSES, 0)
+    by_status = dict.fromkeys(CANDIDATE_STATUSES, 0)
     rows = session.execute(
         select(Candidate.status, func.count())
         .where(Candidate.superseded_at.is_(None))

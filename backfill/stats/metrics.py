@@ -1,4 +1,5 @@
-"""The numbers ``GET /metrics`` exports, read from the database in one go.
+"""The numbers ``GET /metrics`` exports, read from the database in one go
+(:func:`metrics_snapshot`; :mod:`backfill.web.prometheus` renders them).
 
 PostgreSQL is the source of truth, so the web process exports what the
 database says rather than counting events in its own memory: every gunicorn
@@ -16,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from backfill import quota
 from backfill.config import Settings, get_settings
+from backfill.constants import PROVIDERS
 from backfill.control import is_paused
-from backfill.models import PROVIDERS, BackfillLog, Book
+from backfill.db import db_now
+from backfill.models import Book
 from backfill.stats.candidate_stats import candidate_totals
-from backfill.stats.queries import last_schedule_at, status_counts
+from backfill.stats.queries import book_totals, last_schedule_at, status_counts
 
 # Upper bounds (seconds) of the month-duration histogram: a month takes from
 # seconds (sandbox) to many minutes (real APIs under a per-second ISBNdb rate).
@@ -104,21 +107,16 @@ def _handoffs(session: Session) -> tuple[int, int, int]:
 def metrics_snapshot(session: Session, settings: Settings | None = None) -> MetricsSnapshot:
     """Everything ``/metrics`` reports, as of now."""
     settings = settings or get_settings()
-    generated, resolved = session.execute(
-        select(
-            func.coalesce(func.sum(BackfillLog.books_generated), 0),
-            func.coalesce(func.sum(BackfillLog.isbns_resolved), 0),
-        )
-    ).one()
+    totals = book_totals(session)
     stored = session.execute(select(func.count()).select_from(Book)).scalar_one()
     last = last_schedule_at(session)
-    now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    now = db_now(session)
     books = candidate_totals(session)
     queued, failures, unsent = _handoffs(session)
     return MetricsSnapshot(
         months_by_status=status_counts(session).model_dump(),
-        isbns_resolved=int(resolved),
-        books_generated=int(generated),
+        isbns_resolved=totals.isbns_resolved,
+        books_generated=totals.books_generated,
         books_stored=int(stored),
         api_calls=_api_calls(session),
         quota=quota.daily_usage(session, settings),

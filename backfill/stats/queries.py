@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from backfill import quota
 from backfill.config import Settings, get_settings
-from backfill.control import is_paused
-from backfill.models import STATUSES, BackfillLog, MonthAttempt
+from backfill.constants import FINISHED_STATUSES, MONTH_STATUSES
+from backfill.control import is_paused, last_schedule_run
+from backfill.models import BackfillLog, MonthAttempt
 from backfill.stats.candidate_stats import candidate_totals, month_candidates
 from backfill.stats.reports import (
     RECENT_ACTIVITY_LIMIT,
     Activity,
     ApiCalls,
     Attempt,
+    BookTotals,
     GridCell,
     MonthDetail,
     MonthRow,
@@ -29,7 +29,8 @@ from backfill.stats.reports import (
     StatusCounts,
 )
 
-FINISHED_STATUSES = ("completed", "failed", "retry")
+# The first and the last month of a range, inclusive: ((year, month), (year, month)).
+MonthSpan = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _rate(resolved: int, generated: int) -> float:
@@ -39,42 +40,36 @@ def _rate(resolved: int, generated: int) -> float:
 
 def month_row(row: BackfillLog) -> MonthRow:
     """The API view of a ``backfill_log`` row."""
-    return MonthRow(
-        year=row.year,
-        month=row.month,
-        label=row.label,
-        status=row.status,
-        prompt_variant=row.prompt_variant,
-        batch_size=row.batch_size,
-        retry_count=row.retry_count,
-        attempts=row.attempts,
-        books_generated=row.books_generated,
-        isbns_resolved=row.isbns_resolved,
-        isbns_queued=row.isbns_queued,
-        resolution_rate=float(row.resolution_rate or Decimal(0)),
-        gemini_calls=row.gemini_calls,
-        xai_calls=row.xai_calls,
-        isbndb_calls=row.isbndb_calls,
-        openlibrary_calls=row.openlibrary_calls,
-        googlebooks_calls=row.googlebooks_calls,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        last_retry_at=row.last_retry_at,
-        error_message=row.error_message,
-        job_id=str(row.job_id) if row.job_id else None,
-        lease_expires_at=row.lease_expires_at,
-        not_before=row.not_before,
-        updated_at=row.updated_at,
-    )
+    return MonthRow.of(row)
 
 
-def status_counts(session: Session) -> StatusCounts:
-    """How many months are in each status."""
+def _within(span: MonthSpan | None) -> list[ColumnElement[bool]]:
+    """The condition for the months of ``span`` (none when every month counts)."""
+    if span is None:
+        return []
+    (first_year, first_month), (last_year, last_month) = span
+    key = BackfillLog.year * 12 + BackfillLog.month
+    return [key.between(first_year * 12 + first_month, last_year * 12 + last_month)]
+
+
+def status_counts(session: Session, span: MonthSpan | None = None) -> StatusCounts:
+    """How many months (of ``span``, default all) are in each status."""
     rows = session.execute(
-        select(BackfillLog.status, func.count()).group_by(BackfillLog.status)
+        select(BackfillLog.status, func.count()).where(*_within(span)).group_by(BackfillLog.status)
     ).all()
-    counts = {status: int(n) for status, n in rows if status in STATUSES}
+    counts = {status: int(n) for status, n in rows if status in MONTH_STATUSES}
     return StatusCounts(**counts)
+
+
+def book_totals(session: Session, span: MonthSpan | None = None) -> BookTotals:
+    """Books generated and ISBNs resolved over the months of ``span`` (default all)."""
+    generated, resolved = session.execute(
+        select(
+            func.coalesce(func.sum(BackfillLog.books_generated), 0),
+            func.coalesce(func.sum(BackfillLog.isbns_resolved), 0),
+        ).where(*_within(span))
+    ).one()
+    return BookTotals(books_generated=int(generated), isbns_resolved=int(resolved))
 
 
 def recent_activity(session: Session, limit: int = RECENT_ACTIVITY_LIMIT) -> list[Activity]:
@@ -91,20 +86,7 @@ def recent_activity(session: Session, limit: int = RECENT_ACTIVITY_LIMIT) -> lis
         .order_by(finished_at.desc(), BackfillLog.id.desc())
         .limit(min(limit, RECENT_ACTIVITY_LIMIT))
     ).all()
-    return [
-        Activity(
-            year=row.year,
-            month=row.month,
-            status=row.status,
-            books_generated=row.books_generated,
-            isbns_resolved=row.isbns_resolved,
-            resolution_rate=float(row.resolution_rate or 0),
-            error_message=row.error_message,
-            isbns_queued=row.isbns_queued,
-            finished_at=when,
-        )
-        for row, when in rows
-    ]
+    return [Activity.of(row, finished_at=when) for row, when in rows]
 
 
 def backfill_stats(session: Session, settings: Settings | None = None) -> StatsReport:
@@ -213,29 +195,10 @@ def month_detail(session: Session, row: BackfillLog) -> MonthDetail:
 def grid(session: Session) -> list[GridCell]:
     """Every month's status and yield, oldest first (the dashboard's grid)."""
     rows = session.scalars(select(BackfillLog).order_by(BackfillLog.year, BackfillLog.month))
-    return [
-        GridCell(
-            year=r.year,
-            month=r.month,
-            status=r.status,
-            books_generated=r.books_generated,
-            isbns_resolved=r.isbns_resolved,
-            resolution_rate=float(r.resolution_rate or 0),
-        )
-        for r in rows
-    ]
+    return [GridCell.of(row) for row in rows]
 
 
 def last_schedule_at(session: Session) -> dt.datetime | None:
-    """When the scheduler last ran successfully (``control_state['last_schedule']``)."""
-    value: Any = session.execute(
-        text("SELECT value FROM control_state WHERE key = 'last_schedule'")
-    ).scalar()
-    at = value.get("at") if isinstance(value, dict) else None
-    if not isinstance(at, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    """When the scheduler last ran successfully (``control_state['last_schedule']``,
+    written by :func:`backfill.control.record_schedule_run`)."""
+    return last_schedule_run(session)

@@ -2,18 +2,33 @@
 
 Pydantic models, so the web layer serialises them unchanged and documents them
 in the OpenAPI schema, and the CLI prints the very same JSON.
+
+A month is shown in one shape, :class:`MonthSummary` (the original system's
+MonthStatus), extended where a view shows more: :class:`Activity` (stats' recent
+activity), :class:`GridCell` (the dashboard), :class:`MonthRow` (the whole row)
+and :class:`ScheduledMonth` (a month the scheduler dispatched). Each is built by
+:meth:`MonthSummary.of` from a ``backfill_log`` row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic.json_schema import SkipJsonSchema
 
+from backfill.constants import CandidateStatus, MonthStatus
+
 RECENT_ACTIVITY_LIMIT = 20
-MonthStatusName = Literal["pending", "processing", "completed", "failed", "retry"]
 
 
 class _Report(BaseModel):
@@ -28,6 +43,13 @@ class StatusCounts(_Report):
     completed: int = 0
     failed: int = 0
     retry: int = 0
+
+
+class BookTotals(_Report):
+    """Books generated and ISBNs resolved over some months (the sums of their counters)."""
+
+    books_generated: int
+    isbns_resolved: int
 
 
 class Progress(_Report):
@@ -56,25 +78,112 @@ def omit_null_error(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class Activity(_Report):
-    """One month in ``recent_activity``: the original's MonthStatus, plus
-    ``isbns_queued`` and ``finished_at``."""
+def _percent(value: Any) -> Any:
+    """``backfill_log.resolution_rate`` (a NUMERIC(5,2), or NULL) as a float."""
+    if value is None:
+        return 0.0
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _job_id(value: Any) -> Any:
+    """A job id (a UUID in ``backfill_log``) as text; no job is null."""
+    return str(value) if value else None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    # A field left out when null documents no ``default: null`` (its type is string).
+    schema.pop("default", None)
+
+
+Percent = Annotated[float, BeforeValidator(_percent), Field(description="percent, 0-100")]
+JobId = Annotated[str | None, BeforeValidator(_job_id)]
+
+
+class MonthSummary(_Report):
+    """One month as the original system's MonthStatus shows it (year, month, status,
+    counters, the last error), plus ``isbns_queued``. The other month shapes extend it.
+
+    ``error_message`` is left out when there is none (the original's optional
+    string), except in a subclass that sets ``_omit_null_error = False``.
+    """
+
+    # Send a null error_message as null rather than leave it out.
+    _omit_null_error: ClassVar[bool] = True
+    # The key order a subclass has always sent, when its fields' order differs.
+    _wire_order: ClassVar[tuple[str, ...]] = ()
 
     year: int
     month: int
-    status: MonthStatusName
+    status: MonthStatus
     books_generated: int
     isbns_resolved: int
-    resolution_rate: float = Field(description="percent, 0-100")
+    resolution_rate: Percent
     error_message: str | SkipJsonSchema[None] = Field(
-        default=None, description="the last error; left out when there is none"
+        default=None,
+        description="the last error; left out when there is none",
+        json_schema_extra=_no_default,
     )
-    isbns_queued: int = 0
-    finished_at: dt.datetime | None = None
+    isbns_queued: int = Field(
+        default=0, description="resolved ISBNs handed to the enrichment queue"
+    )
+
+    @classmethod
+    def of(cls, row: object, **extra: Any) -> Self:
+        """This shape of the month ``row`` (a :class:`backfill.models.BackfillLog`, or
+        anything with its attribute names); ``extra`` gives the fields the row does
+        not have (``finished_at``)."""
+        values = {
+            name: getattr(row, name)
+            for name in cls.model_fields
+            if name not in extra and hasattr(row, name)
+        }
+        return cls.model_validate({**values, **extra})
 
     @model_serializer(mode="wrap")
-    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_null_error(handler(self))
+    def _serialize(self, handler: SerializerFunctionWrapHandler):
+        # No return annotation on purpose: with one, pydantic documents the
+        # serialised shape as that type; without, the OpenAPI schema is the model's.
+        data = handler(self)
+        if self._omit_null_error:
+            omit_null_error(data)
+        if self._wire_order:
+            data = {key: data[key] for key in self._wire_order if key in data} | data
+        return data
+
+
+class Activity(MonthSummary):
+    """One month in ``recent_activity``: the original's MonthStatus, plus
+    ``isbns_queued`` and ``finished_at``."""
+
+    finished_at: dt.datetime | None = None
+
+
+class ScheduledMonth(MonthSummary):
+    """A month a schedule run (or an operator) dispatched, or a dry run would: the
+    original's MonthStatus, plus ``job_id``, ``retry_count`` and ``isbns_queued``.
+    What :mod:`backfill.scheduler` returns and the schedule endpoint sends."""
+
+    # The order this endpoint has always sent: job_id after status.
+    _wire_order = (
+        "year",
+        "month",
+        "status",
+        "job_id",
+        "books_generated",
+        "isbns_resolved",
+        "resolution_rate",
+        "error_message",
+        "retry_count",
+        "isbns_queued",
+    )
+
+    job_id: JobId = Field(description="the dispatched job (null in a dry run)")
+    retry_count: int
+
+    @property
+    def label(self) -> str:
+        """``YYYY-MM``."""
+        return f"{self.year:04d}-{self.month:02d}"
 
 
 class ApiCalls(_Report):
@@ -105,21 +214,44 @@ class StatsReport(_Report):
     paused: bool
 
 
-class MonthRow(_Report):
-    """One ``backfill_log`` row as the API shows it."""
+class MonthRow(MonthSummary):
+    """One ``backfill_log`` row as the API shows it (``error_message`` is null when
+    there is none)."""
 
-    year: int
-    month: int
+    _omit_null_error = False
+    _wire_order = (
+        "year",
+        "month",
+        "label",
+        "status",
+        "prompt_variant",
+        "batch_size",
+        "retry_count",
+        "attempts",
+        "books_generated",
+        "isbns_resolved",
+        "isbns_queued",
+        "resolution_rate",
+        "gemini_calls",
+        "xai_calls",
+        "isbndb_calls",
+        "openlibrary_calls",
+        "googlebooks_calls",
+        "started_at",
+        "completed_at",
+        "last_retry_at",
+        "error_message",
+        "job_id",
+        "lease_expires_at",
+        "not_before",
+        "updated_at",
+    )
+
     label: str = Field(description="YYYY-MM")
-    status: str
     prompt_variant: str
     batch_size: int
     retry_count: int
     attempts: int
-    books_generated: int
-    isbns_resolved: int
-    isbns_queued: int = Field(default=0, description="resolved ISBNs handed to enrichment")
-    resolution_rate: float
     gemini_calls: int
     xai_calls: int
     isbndb_calls: int
@@ -129,7 +261,7 @@ class MonthRow(_Report):
     completed_at: dt.datetime | None
     last_retry_at: dt.datetime | None
     error_message: str | None
-    job_id: str | None
+    job_id: JobId
     lease_expires_at: dt.datetime | None
     not_before: dt.datetime | None
     updated_at: dt.datetime
@@ -169,7 +301,7 @@ class CandidateOut(_Report):
     authors: list[str]
     publisher: str | None
     publication_date: str | None
-    status: str = Field(description="pending, resolved, unresolved or invalid_isbn")
+    status: CandidateStatus
     isbn13: str | None
     resolver: str | None = Field(description="what found the ISBN (null until resolved)")
     generators: list[str] = Field(description="the generators that named it")
@@ -198,10 +330,5 @@ class MonthsPage(_Report):
     offset: int
 
 
-class GridCell(_Report):
-    year: int
-    month: int
-    status: str
-    books_generated: int
-    isbns_resolved: int
-    resolution_rate: float
+class GridCell(MonthSummary):
+    """One month in the dashboard's grid."""

@@ -21,7 +21,16 @@ from gunicorn.errors import AppImportError
 
 from backfill.config import ConfigError, Settings, get_settings, load_settings
 from backfill.db import session_factory
-from backfill.web import api, api_books, api_rework, dashboard, errors, health, metrics, openapi
+from backfill.web import (
+    api,
+    api_books,
+    api_rework,
+    dashboard,
+    errors,
+    health,
+    openapi,
+    prometheus,
+)
 from backfill.web.auth import check_secret_strength
 from backfill.web.context import EXTENSION, WebState
 
@@ -71,7 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api_rework.init_app(app)
     api_books.init_app(app)
     health.init_app(app)
-    metrics.init_app(app)
+    prometheus.init_app(app)
     dashboard.init_app(app)
     openapi.init_app(app)
     return app

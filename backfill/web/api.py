@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 
-from backfill import scheduler, stats
+from backfill import months, scheduler, stats
 from backfill.web.auth import require_cron_secret
 from backfill.web.context import settings, unit_of_work
 from backfill.web.inputs import json_body, month_param, query_args
@@ -21,7 +21,6 @@ from backfill.web.schemas import (
     MonthsQuery,
     PauseResponse,
     RetryResponse,
-    ScheduledMonth,
     ScheduleError,
     ScheduleRequest,
     ScheduleResponse,
@@ -71,21 +70,7 @@ def schedule_backfill() -> ResponseReturnValue:
         batch_size=result.batch_size,
         paused=result.paused,
         months_selected=len(result.months),
-        months=[
-            ScheduledMonth(
-                year=m.year,
-                month=m.month,
-                status=m.status,
-                job_id=m.job_id,
-                books_generated=m.books_generated,
-                isbns_resolved=m.isbns_resolved,
-                resolution_rate=m.resolution_rate,
-                error_message=m.error_message,
-                retry_count=m.retry_count,
-                isbns_queued=m.isbns_queued,
-            )
-            for m in result.months
-        ],
+        months=result.months,
         total_pending=totals["pending"],
         total_processing=totals["processing"],
         total_completed=totals["completed"],
@@ -148,7 +133,7 @@ def month_detail(month: str) -> ResponseReturnValue:
     """One month with its attempt history and last error."""
     year, mon = month_param(month)
     with unit_of_work() as session:
-        detail = stats.month_detail(session, scheduler.get_month(session, year, mon))
+        detail = stats.month_detail(session, months.get(session, year, mon))
     return _json(detail)
 
 

@@ -9,15 +9,12 @@ publisher confirms) and answers 202.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 
-from backfill import rework, scheduler
-from backfill.broker import RERESOLVE, CeleryPublisher, get_app
-from backfill.exceptions import PublishError
+from backfill import months, rework
+from backfill.broker import publish_task
+from backfill.constants import TASK_RERESOLVE
 from backfill.web.auth import require_cron_secret
 from backfill.web.context import settings, unit_of_work
 from backfill.web.inputs import json_body, month_param
@@ -52,25 +49,6 @@ def regenerate_month(month: str) -> ResponseReturnValue:
     return jsonify(response.model_dump(mode="json"))
 
 
-def publish_task(name: str, kwargs: dict[str, Any], broker_url: str) -> str:
-    """Publish one task with publisher confirms; its id, or :class:`PublishError`."""
-    app = get_app()
-    task_id = str(uuid.uuid4())
-    try:
-        with app.connection_for_write(broker_url) as conn:
-            app.send_task(
-                name,
-                kwargs=kwargs,
-                task_id=task_id,
-                producer=app.amqp.Producer(conn),
-                retry=True,
-                retry_policy=CeleryPublisher.RETRY_POLICY,  # fail fast, as the scheduler does
-            )
-    except Exception as exc:  # broker down, channel closed, nack
-        raise PublishError(f"{name}: {type(exc).__name__}: {exc}"[:500]) from exc
-    return task_id
-
-
 @bp.post("/reresolve")
 def reresolve() -> ResponseReturnValue:
     """Queue a re-resolution run (one month or all, optionally only stale candidates)."""
@@ -78,9 +56,9 @@ def reresolve() -> ResponseReturnValue:
     target = body.year_month
     if target is not None:
         with unit_of_work() as session:
-            scheduler.get_month(session, *target)  # an unseeded month: 404, nothing queued
+            months.get(session, *target)  # an unseeded month: 404, nothing queued
     kwargs = {"month": body.month, "older_than_days": body.older_than_days}
-    task_id = publish_task(RERESOLVE, kwargs, settings().celery_broker_url)
+    task_id = publish_task(TASK_RERESOLVE, kwargs, settings().celery_broker_url)
     queued = ReresolveQueued(
         queued=True, task_id=task_id, month=body.month, older_than_days=body.older_than_days
     )

@@ -31,8 +31,8 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict
 
-from backfill import scheduler, stats
-from backfill.models import STATUSES
+from backfill import months, stats
+from backfill.constants import MONTH_STATUSES
 from backfill.stats import GridCell, StatsReport
 from backfill.web.auth import authenticate, configured_secret, too_many_attempts_message
 from backfill.web.context import settings, unit_of_work
@@ -98,7 +98,7 @@ def index() -> ResponseReturnValue:
         years=years,
         cells=by_month,
         month_names=MONTH_NAMES,
-        statuses=STATUSES,
+        statuses=MONTH_STATUSES,
         refresh_seconds=current_app.config.get("DASHBOARD_REFRESH_SECONDS", REFRESH_SECONDS),
         logged_in=session.get(SESSION_KEY) is True,
     )
@@ -115,7 +115,7 @@ def month(month: str) -> ResponseReturnValue:
     """One month's detail and attempt history (shown when a cell is clicked)."""
     year, mon = month_param(month)
     with unit_of_work() as s:
-        detail = stats.month_detail(s, scheduler.get_month(s, year, mon))
+        detail = stats.month_detail(s, months.get(s, year, mon))
     return jsonify(detail.model_dump(mode="json"))
 
 

@@ -13,7 +13,7 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from backfill.web.errors import ApiError, validation_error
-from backfill.web.schemas import MonthPath
+from backfill.web.schemas import YEARS, MonthPath
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,5 +81,5 @@ def month_param(value: str) -> tuple[int, int]:
         return MonthPath.model_validate({"month": value}).year_month
     except ValidationError as exc:
         err = validation_error(exc)
-        err.message = f"month: expected YYYY-MM (years 1900-2100, months 01-12), got {value!r}"
+        err.message = f"month: expected YYYY-MM ({YEARS}, months 01-12), got {value!r}"
         raise err from None

@@ -15,16 +15,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
-    model_serializer,
 )
 from pydantic.json_schema import SkipJsonSchema
 
 from backfill import catalogue
-from backfill.stats import MonthRow
-from backfill.stats.reports import omit_null_error
+from backfill.constants import MAX_YEAR, MIN_YEAR, MonthStatus
+from backfill.stats import MonthRow, ScheduledMonth
 from backfill.task_args import MAX_OLDER_THAN_DAYS
 
 
@@ -43,10 +41,25 @@ def _not_null(value: Any) -> Any:
     return value
 
 
+def year_pattern(first: int, last: int) -> str:
+    r"""A regular expression alternation matching exactly the four-digit years
+    ``first`` to ``last``, whole centuries and decades written with ``\d``
+    (1900-2100: ``19\d\d|20\d\d|2100``)."""
+    parts: list[str] = []
+    year = first
+    while year <= last:
+        for size, digits in ((100, 2), (10, 1), (1, 0)):
+            if year % size == 0 and year + size - 1 <= last:
+                parts.append(str(year // size) + r"\d" * digits)
+                year += size
+                break
+    return "|".join(parts)
+
+
 JsonInt = Annotated[int, BeforeValidator(_integral)]
-Year = Annotated[int, Field(ge=1900, le=2100), BeforeValidator(_integral)]
-Status = Literal["pending", "processing", "completed", "failed", "retry"]
-MONTH_PATTERN = r"^(19\d\d|20\d\d|2100)-(0[1-9]|1[0-2])$"
+Year = Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR), BeforeValidator(_integral)]
+YEARS = f"years {MIN_YEAR}-{MAX_YEAR}"
+MONTH_PATTERN = rf"^({year_pattern(MIN_YEAR, MAX_YEAR)})-(0[1-9]|1[0-2])$"
 MonthText = Annotated[str, Field(pattern=MONTH_PATTERN)]
 Days = Annotated[float, Field(ge=0, le=MAX_OLDER_THAN_DAYS, allow_inf_nan=False)]
 
@@ -124,7 +137,7 @@ class MonthsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Status | None = None
+    status: MonthStatus | None = None
     year: Year | None = None
     limit: int = Field(default=100, ge=1, le=500)
     # PostgreSQL's OFFSET is a bigint: a larger value would reach the database and fail (500).
@@ -136,7 +149,7 @@ class MonthPath(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    month: str = Field(pattern=MONTH_PATTERN, description="YYYY-MM, years 1900-2100")
+    month: str = Field(pattern=MONTH_PATTERN, description=f"YYYY-MM, {YEARS}")
 
     @property
     def year_month(self) -> tuple[int, int]:
@@ -147,9 +160,9 @@ class MonthPath(BaseModel):
 # The rule each ``GET /api/internal/books`` parameter follows: documented in the
 # OpenAPI description and quoted in the 400 that names the parameter.
 BOOKS_RULES = {
-    "month": "must be YYYY-MM (years 1900-2100)",
-    "from": "must be YYYY-MM (years 1900-2100)",
-    "to": "must be YYYY-MM (years 1900-2100)",
+    "month": f"must be YYYY-MM ({YEARS})",
+    "from": f"must be YYYY-MM ({YEARS})",
+    "to": f"must be YYYY-MM ({YEARS})",
     "status": "must be resolved or unresolved",
     "resolver": "must be 1-32 characters: letters, digits, _ . : -",
     "q": "must be 1-200 characters, no NUL",
@@ -229,27 +242,6 @@ class BooksQuery(BaseModel):
 
 class Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ScheduledMonth(Response):
-    """The original's MonthStatus, plus ``job_id``, ``retry_count`` and ``isbns_queued``."""
-
-    year: int
-    month: int
-    status: Status
-    job_id: str | None = Field(description="the dispatched job (null in a dry run)")
-    books_generated: int
-    isbns_resolved: int
-    resolution_rate: float = Field(description="percent, 0-100")
-    error_message: str | SkipJsonSchema[None] = Field(
-        default=None, description="the last error; left out when there is none"
-    )
-    retry_count: int
-    isbns_queued: int = Field(description="resolved ISBNs handed to the enrichment queue")
-
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_null_error(handler(self))
 
 
 class ScheduleError(Response):

@@ -4,7 +4,6 @@
 (function () {
   "use strict";
   const cfg = window.BACKFILL;
-  const STATUSES = ["pending", "processing", "completed", "failed", "retry"];
   let selected = null;
 
   function el(tag, text) {
@@ -27,7 +26,8 @@
     badge.className = "badge " + (s.paused ? "paused" : "running");
     setText("updated", data.generated_at.substring(11, 19));
     setText("t-total", s.total_months);
-    STATUSES.forEach(function (st) { setText("t-" + st, s.by_status[st]); });
+    // every status is in by_status (backfill.constants.MONTH_STATUSES, in order)
+    Object.keys(s.by_status).forEach(function (st) { setText("t-" + st, s.by_status[st]); });
     setText("t-resolved", s.progress.total_isbns_resolved);
     setText("t-generated", s.progress.total_books_generated);
     setText("t-rate", s.progress.overall_resolution_rate.toFixed(1));

@@ -1,8 +1,9 @@
-"""``GET /metrics``: the backfill's state in the Prometheus text format.
+"""``GET /metrics``: the backfill's state rendered in the Prometheus text format.
 
-Read from PostgreSQL on every scrape (:func:`backfill.stats.metrics_snapshot`)
-through a fresh registry, so every web worker reports the same numbers and a
-restart loses nothing. Read-only and secret-free, so it is not authenticated:
+This module only renders. The numbers are read from PostgreSQL on every scrape
+by :func:`backfill.stats.metrics_snapshot` (``backfill/stats/metrics.py``) and
+collected through a fresh registry, so every web worker reports the same numbers
+and a restart loses nothing. Read-only and secret-free, so it is not authenticated:
 keep it on the internal network like the rest of the port.
 """
 

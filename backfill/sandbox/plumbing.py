@@ -1,4 +1,7 @@
-"""Plumbing shared by the emulated APIs: state lookup, JSON answers, counting."""
+"""Plumbing shared by the emulated APIs' views: state lookup, JSON answers, counting.
+
+(The app and its server are in :mod:`backfill.sandbox.app`.)
+"""
 
 from __future__ import annotations
 
