@@ -1,5 +1,11 @@
 """Test harness: real PostgreSQL, real RabbitMQ, real Celery workers.
 
+The tests are in three tiers (``scripts/test unit|integration|system``):
+``tests/unit`` needs no service at all (its conftest refuses any), ``tests/integration``
+uses PostgreSQL, RabbitMQ and the sandbox in-process, ``tests/system`` starts real
+processes (``tests/system/reliability``: the slow end-to-end runs). Helpers shared by
+the tiers are in ``tests/support``; the fixtures below serve them all.
+
 * A database of its own per test run, migrated with Alembic.
 * ``session``: a test inside a transaction that is rolled back at teardown
   (SQLAlchemy's "join an external transaction" recipe).
@@ -24,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-pytest_plugins = ["tests.sandbox_fixture"]
+pytest_plugins = ["tests.support.sandbox_fixture"]
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "TEST_ADMIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres"

@@ -1,0 +1,1 @@
+"""Helpers shared by the test tiers (the sandbox fixture, web rows, broker reads)."""
