@@ -194,13 +194,24 @@ def test_bulk_and_single_lookups_count_their_calls(
     assert_ledger_matches(sandbox, committed_db)
 
 
-def test_generators_run_concurrently(run: Runner, sandbox: Sandbox) -> None:
-    sandbox.configure(latency_ms={"gemini": 1000, "xai": 1000})
+def test_generators_run_concurrently(run: Runner, sandbox: Sandbox, settings: Settings) -> None:
+    """Each generator answers after LATENCY: asked one after the other, a month would
+    take 2 x LATENCY longer than without it; asked together, one LATENCY. Measured
+    against a month without latency in the same test, so a slow machine moves both."""
+    patient = settings.model_copy(update={"http_timeout_seconds": 3 * LATENCY})
     started = time.monotonic()
-    stats = run()
-    elapsed = time.monotonic() - started
+    run(month=MONTH - 1, settings=patient)
+    baseline = time.monotonic() - started
+    sandbox.configure(latency_ms={"gemini": LATENCY * 1000, "xai": LATENCY * 1000})
+    started = time.monotonic()
+    stats = run(settings=patient)
+    added = time.monotonic() - started - baseline
     assert (stats.gemini_calls, stats.xai_calls) == (1, 1)
-    assert 1.0 <= elapsed < 1.8, elapsed  # one second of latency, not two
+    # concurrent: ~LATENCY added; sequential: >= 2 x LATENCY. Half a LATENCY either way.
+    assert LATENCY * 0.5 <= added < LATENCY * 1.5, (added, baseline)
+
+
+LATENCY = 3.0  # seconds
 
 
 TRIES = 4  # PROVIDER_MAX_TRIES: a 5xx is tried again inside the attempt

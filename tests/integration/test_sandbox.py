@@ -470,13 +470,13 @@ def test_timeouts_hold_the_answer_back(sandbox: Sandbox) -> None:
 
 
 def test_latency_is_added_per_provider(sandbox: Sandbox) -> None:
-    sandbox.configure(latency_ms={"isbndb": 300})
+    sandbox.configure(latency_ms={"isbndb": 1000})
     started = time.monotonic()
     isbndb(sandbox, "/book/9780306406157")
-    assert time.monotonic() - started >= 0.28
+    assert time.monotonic() - started >= 0.98
     started = time.monotonic()
     gemini(sandbox)
-    assert time.monotonic() - started < 0.28
+    assert time.monotonic() - started < 0.9  # gemini has no latency configured
 
 
 def test_fail_months_fails_the_first_n_requests_of_that_month(sandbox: Sandbox) -> None:
