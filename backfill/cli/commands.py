@@ -15,7 +15,10 @@ from backfill.cli.render import print_stats, wait_for
 from backfill.config import get_settings
 from backfill.constants import MONTH_STATUSES
 
-ROOT = Path(__file__).resolve().parents[2]  # alembic.ini and alembic/ sit at the project root
+# alembic.ini and alembic/ sit at the project root: the source tree's (an editable
+# install, scripts/bootstrap's) or, for an installed package, the working directory
+# (a platform's release step runs from the checkout).
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @cli.command()
@@ -190,8 +193,9 @@ def migrate() -> None:
     settings = get_settings()
     if create_database(settings.database_url):
         click.echo(f"created database {make_url(settings.database_url).database}")
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    root = _SOURCE_ROOT if (_SOURCE_ROOT / "alembic.ini").exists() else Path.cwd()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
     config.attributes["configure_logger"] = False  # keep alembic's INFO lines out
     command.upgrade(config, "head")
     click.echo("database schema is up to date")
