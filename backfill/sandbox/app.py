@@ -56,7 +56,7 @@ def serve(host: str, port: int, config: dict[str, Any] | None = None) -> None:
     """Serve the sandbox on ``host:port`` until interrupted (threaded, blocking)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = make_sandbox_server(host, port, {**SERVED_LIMITS, **(config or {})}, quiet=False)
-    print(f"backfill sandbox listening on http://{host}:{server.port}", file=sys.stderr, flush=True)
+    print(f"backfill-sandbox listening on http://{host}:{server.port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

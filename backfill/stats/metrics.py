@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from backfill import quota
 from backfill.config import Settings, get_settings
 from backfill.constants import PROVIDERS
-from backfill.control import is_paused
+from backfill.control import is_paused, last_schedule_run
 from backfill.db import db_now
 from backfill.models import Book
 from backfill.stats.candidate_stats import candidate_totals
-from backfill.stats.queries import book_totals, last_schedule_at, status_counts
+from backfill.stats.queries import book_totals, status_counts
 
 # Upper bounds (seconds) of the month-duration histogram: a month takes from
 # seconds (sandbox) to many minutes (real APIs under a per-second ISBNdb rate).
@@ -109,7 +109,7 @@ def metrics_snapshot(session: Session, settings: Settings | None = None) -> Metr
     settings = settings or get_settings()
     totals = book_totals(session)
     stored = session.execute(select(func.count()).select_from(Book)).scalar_one()
-    last = last_schedule_at(session)
+    last = last_schedule_run(session)
     now = db_now(session)
     books = candidate_totals(session)
     queued, failures, unsent = _handoffs(session)

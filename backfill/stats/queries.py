@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from backfill import quota
 from backfill.config import Settings, get_settings
 from backfill.constants import FINISHED_STATUSES, MONTH_STATUSES
-from backfill.control import is_paused, last_schedule_run
+from backfill.control import is_paused
 from backfill.models import BackfillLog, MonthAttempt
 from backfill.stats.candidate_stats import candidate_totals, month_candidates
 from backfill.stats.reports import (
@@ -196,9 +194,3 @@ def grid(session: Session) -> list[GridCell]:
     """Every month's status and yield, oldest first (the dashboard's grid)."""
     rows = session.scalars(select(BackfillLog).order_by(BackfillLog.year, BackfillLog.month))
     return [GridCell.of(row) for row in rows]
-
-
-def last_schedule_at(session: Session) -> dt.datetime | None:
-    """When the scheduler last ran successfully (``control_state['last_schedule']``,
-    written by :func:`backfill.control.record_schedule_run`)."""
-    return last_schedule_run(session)

@@ -21,7 +21,7 @@ from backfill.db import transaction
 from tests.conftest import ROOT, subprocess_env
 from tests.integration.test_cli import invoke, queue, seeded  # noqa: F401
 from tests.support.webutil import free_port
-from tests.system.test_worker_e2e import FAST
+from tests.support.worker_env import FAST
 
 
 def test_dispatch_wait_until_completed(

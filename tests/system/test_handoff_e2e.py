@@ -26,7 +26,7 @@ from tests.support.handoffutil import drain, enrichment_queue
 from tests.support.pipeline_support import make_settings
 from tests.support.sandbox_fixture import Sandbox
 from tests.support.webutil import AUTH, live_server
-from tests.system.test_worker_e2e import FAST
+from tests.support.worker_env import FAST
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import requests
 
 from tests.conftest import ROOT, subprocess_env
 from tests.support.sandbox_fixture import free_port
-from tests.system.test_worker_e2e import FAST, dispatch, seed, wait_for
+from tests.support.worker_env import FAST
+from tests.system.test_worker_e2e import dispatch, seed, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,22 +16,11 @@ from backfill import months, scheduler
 from backfill.db import session_factory
 from backfill.models import BackfillLog, Book, MonthAttempt
 from tests.conftest import ROOT, purge_queue, subprocess_env
+from tests.support.worker_env import FAST
 
 pytestmark = pytest.mark.slow
 
 TRIES = 4  # PROVIDER_MAX_TRIES: tries of one request inside an attempt
-FAST = {
-    "BACKFILL_RETRY_BACKOFF_SECONDS": "0.2",
-    "BACKFILL_RETRY_BACKOFF_MAX_SECONDS": "1",
-    "ISBNDB_RATE_PER_SECOND": "50",
-    "GEMINI_RATE_PER_MINUTE": "0",
-    "XAI_RATE_PER_MINUTE": "0",
-    # In-attempt retries without the production waits; the test sandbox lifts OL's rate.
-    "PROVIDER_RETRY_BACKOFF_SECONDS": "0.05",
-    "PROVIDER_RETRY_BACKOFF_MAX_SECONDS": "0.2",
-    "OPENLIBRARY_RATE_PER_SECOND": "50",
-    "GOOGLE_BOOKS_RATE_PER_MINUTE": "0",
-}
 
 
 def seed(url: str, year: int = 2024) -> None:

@@ -20,25 +20,13 @@ from typing import Any
 from sqlalchemy import text
 
 from backfill import scheduler
+from backfill.constants import PROVIDERS
 from backfill.db import get_engine, session_factory
 from tests.conftest import ROOT, subprocess_env
+from tests.support.worker_env import FAST as WORKER_FAST
 
-PROVIDERS = ("gemini", "xai", "isbndb", "openlibrary", "googlebooks")
-# Fast retries, generous rates: the tests wait on faults, not on backoff or windows.
-FAST = {
-    "BACKFILL_RETRY_BACKOFF_SECONDS": "0.2",
-    "BACKFILL_RETRY_BACKOFF_MAX_SECONDS": "1",
-    "ISBNDB_RATE_PER_SECOND": "50",
-    "GEMINI_RATE_PER_MINUTE": "0",
-    "XAI_RATE_PER_MINUTE": "0",
-    # In-attempt retries without the production waits; the test sandbox lifts OL's rate.
-    "PROVIDER_RETRY_BACKOFF_SECONDS": "0.05",
-    "PROVIDER_RETRY_BACKOFF_MAX_SECONDS": "0.2",
-    "OPENLIBRARY_RATE_PER_SECOND": "50",
-    "GOOGLE_BOOKS_RATE_PER_MINUTE": "0",
-    "BACKFILL_BATCH_SIZE": "20",
-    "BACKFILL_BEAT_INTERVAL_SECONDS": "1",
-}
+# The workers' settings, plus whole months of 20 titles and a beat every second.
+FAST = {**WORKER_FAST, "BACKFILL_BATCH_SIZE": "20", "BACKFILL_BEAT_INTERVAL_SECONDS": "1"}
 SETTLED = ("completed", "failed")
 
 
