@@ -144,11 +144,13 @@ def test_dashboard_in_headless_chromium(committed_db: str, browser) -> None:  # 
         assert "failed" in title.text
         error = browser.find_element(By.ID, "detail-error").text
         assert "gemini: 503 Service Unavailable" in error
-        rows = browser.find_elements(By.CSS_SELECTOR, "#detail-attempts tr")
-        assert [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows] == [
-            "retry", "retry", "failed",
-        ]  # fmt: skip
-        # read in one go: the page rebuilds the rows on every refresh (each second here)
+        # Rows are read in one go: the page rebuilds them on every refresh (each second
+        # here), so an element found a moment earlier can be gone when it is read.
+        outcomes = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#detail-attempts tr'))"
+            ".map(r => r.cells[3].textContent);"
+        )
+        assert outcomes == ["retry", "retry", "failed"]
         books = browser.execute_script(
             "return Array.from(document.querySelectorAll('#detail-candidates tr')).map("
             "r => ({cells: Array.from(r.cells).map(c => c.textContent), cls: r.className,"
